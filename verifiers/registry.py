@@ -19,6 +19,7 @@ REGISTRY: dict[str, str] = {
     "length": "verifiers.format:LengthVerifier",
     "overlong": "verifiers.format:OverlongPenalty",
     "exact": "verifiers.format:ExactMatchVerifier",
+    "judge": "verifiers.judge:JudgeVerifier",
 }
 
 

@@ -1,0 +1,200 @@
+"""The ``advisor`` command line: a thin click layer over the library.
+
+Library errors map to exit codes here and nowhere else: 0 success, 1 the
+pipeline stopped at a gate or a stage failed (with a verdict), 2 bad usage or
+invalid input (one line per problem, no traceback unless ``--debug``).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from advisor.errors import AdvisorError, InputError
+
+CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+
+
+class AdvisorGroup(click.Group):
+    """Turns library errors into one-line messages and exit codes."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except AdvisorError as exc:
+            if ctx.obj and ctx.obj.get("debug"):
+                raise
+            for line in exc.problems:
+                click.echo(f"error: {line}", err=True)
+            ctx.exit(exc.exit_code)
+        except click.exceptions.Abort:
+            click.echo("", err=True)
+            click.echo("error: input ended before every question was answered (use --no-input for defaults)", err=True)
+            ctx.exit(2)
+
+
+@click.group(cls=AdvisorGroup, context_settings=CONTEXT)
+@click.option("--debug", is_flag=True, help="Show full tracebacks instead of one-line errors.")
+@click.version_option(package_name="posttrain-advisor", prog_name="advisor")
+@click.pass_context
+def main(ctx: click.Context, debug: bool) -> None:
+    """Choose SFT, RFT or RLHF for a task, then run that post-training pipeline.
+
+    \b
+    Start here:
+      advisor plan --out my-plan          answer a few questions, get plan.yaml + README + run.sh
+      advisor explain my-plan/plan.yaml   see why that route, and what would change it
+      advisor run my-plan/plan.yaml       probe, synthesize, rejection-sample, train, re-probe
+    """
+    ctx.ensure_object(dict)
+    ctx.obj["debug"] = debug
+
+
+# ---- advisor plan ----
+
+
+def _question_options(func):
+    """One flag per questionnaire question (--labeled-rows, --verifiable, ...)."""
+    from advisor.questionnaire import OTHER, TASK_KIND, flow_ask
+    from advisor.flowchart import QUESTIONS
+
+    asks = [TASK_KIND, *(flow_ask(k) for k in QUESTIONS), *OTHER]
+    for q in reversed(asks):
+        if q.kind == "int":
+            type_: Any = click.IntRange(min=0)
+        elif q.kind == "bool":
+            type_ = click.Choice(["yes", "no"])
+        elif q.kind == "choice" and q.choices:
+            type_ = click.Choice(list(q.choices))
+        else:
+            type_ = str
+        func = click.option(f"--{q.key.replace('_', '-')}", q.key, type=type_, default=None, help=q.text)(func)
+    return func
+
+
+@main.command(context_settings=CONTEXT)
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=Path("advisor-plan"),
+              show_default=True, help="Directory for plan.yaml, README.md and run.sh.")
+@click.option("--answers", "answers_file", type=click.Path(dir_okay=False, path_type=Path),
+              help="YAML or JSON file of answers (keys as the flags, with underscores).")
+@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Set one answer; repeatable; beats --answers.")
+@click.option("--no-input", is_flag=True, help="Never prompt: use defaults, fail listing every missing answer.")
+@click.option("--force", is_flag=True, help="Overwrite an existing plan in --out.")
+@_question_options
+def plan(out_dir: Path, answers_file: Path | None, sets: tuple[str, ...], no_input: bool, force: bool, **flags: Any) -> None:
+    """Walk the flowchart and write a runnable pipeline.
+
+    Asks about your data and task (labeled rows, whether code can verify answers,
+    whether reasoning helps), picks SFT, RFT or RLHF, and writes plan.yaml (every
+    default with its reason), README.md (the route and a diagram) and run.sh.
+    Answers come from flags, then --set, then --answers, then prompts.
+
+    \b
+    Examples:
+      advisor plan                                   # interactive
+      advisor plan --answers answers.yaml --no-input
+      advisor plan --labeled-rows 250 --verifiable yes --cot-helps unknown --no-input
+      advisor plan --answers answers.yaml --set gpus=4 --set base_model=Qwen/Qwen2.5-7B
+    """
+    from advisor.planner import build_plan, render_plan_files
+    from advisor.questionnaire import check_keys, collect, parse_set, read_answers_file
+    from advisor.render import write_atomic
+
+    given: dict[str, Any] = {}
+    if answers_file:
+        file_answers = read_answers_file(answers_file)
+        check_keys(file_answers, str(answers_file))
+        given.update(file_answers)
+    set_answers = parse_set(sets)
+    check_keys(set_answers, "--set")
+    given.update(set_answers)
+    for key, value in flags.items():
+        if value is not None:
+            given[key] = {"yes": True, "no": False}.get(value, value) if key in ("verifiable", "preference_pairs") else value
+
+    plan_path = out_dir / "plan.yaml"
+    if plan_path.exists() and not force:
+        raise InputError(f"{plan_path}: already exists; pass --force to overwrite or choose another --out")
+    answers = collect(given, interactive=not no_input)
+    the_plan = build_plan(answers)
+    files = render_plan_files(the_plan)
+    for name, text in files.items():
+        write_atomic(out_dir / name, text, executable=name.endswith(".sh"))
+    _print_explanation(the_plan)
+    click.echo(f"\nwrote {out_dir}/plan.yaml, README.md, run.sh")
+    click.echo(f"next: advisor run {plan_path}")
+
+
+# ---- advisor explain / validate ----
+
+
+def _print_explanation(the_plan: Any) -> None:
+    from advisor.planner import KEY_KNOBS, explain
+    from advisor.render import answer_text
+
+    info = explain(the_plan)
+    flag = " (provisional)" if the_plan.provisional else ""
+    click.secho(f"route: {the_plan.route}{flag}", bold=True)
+    click.echo(f"  {info['outcome'].summary}")
+    click.echo("path:")
+    for step in info["path"].steps:
+        click.echo(f"  {step.question} = {answer_text(step.answer)}: {step.because}")
+    click.echo("what would change it:")
+    for alt in info["alternatives"]:
+        click.echo(f"  - {alt}")
+    for warning in the_plan.warnings:
+        click.secho(f"warning: {warning}", fg="yellow")
+    click.echo("stages:")
+    for i, stage in enumerate(the_plan.stages, start=1):
+        knobs = ", ".join(f"{k}={getattr(stage, k)}" for k in KEY_KNOBS[stage.kind])
+        off = "" if stage.enabled else " (off)"
+        click.echo(f"  {i}. {stage.kind}{off}  {knobs}")
+
+
+@main.command(context_settings=CONTEXT)
+@click.argument("plan_file", type=click.Path(dir_okay=False, path_type=Path))
+def explain(plan_file: Path) -> None:
+    """Print a plan's flowchart path, its route, and the answers that would change it.
+
+    \b
+    Example:
+      advisor explain advisor-plan/plan.yaml
+    """
+    from advisor.plan import load_plan
+
+    _print_explanation(load_plan(plan_file))
+
+
+@main.command(context_settings=CONTEXT)
+@click.argument("plan_file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--skip-files", is_flag=True, help="Do not check that data files and local model paths exist.")
+def validate(plan_file: Path, skip_files: bool) -> None:
+    """Report every problem in a plan at once, one line each with its field path.
+
+    Checks the schema (unknown keys, types, ranges), that the route follows from
+    the answers, stage order, the verifier name, and that local data files and
+    model directories exist (paths relative to the plan's directory).
+
+    \b
+    Example:
+      advisor validate advisor-plan/plan.yaml
+    """
+    from advisor.errors import PlanError
+    from advisor.plan import check_plan
+
+    the_plan, problems = check_plan(plan_file, check_files=not skip_files)
+    if problems:
+        raise PlanError(f"{plan_file}: invalid", problems=[f"{plan_file}: {p}" for p in problems])
+    assert the_plan is not None
+    click.echo(f"{plan_file}: ok (route {the_plan.route}, {len(the_plan.stages)} stages)")
+
+
+def run_cli() -> None:  # pragma: no cover - console entry for python -m
+    main(prog_name="advisor")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(run_cli())

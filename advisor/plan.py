@@ -1,0 +1,368 @@
+"""The plan file (``plan.yaml``): pydantic models, loading, and validation.
+
+YAML becomes pydantic once, at the boundary; everything after works on typed
+values. Unknown keys are rejected, and every problem is reported at once as
+``field.path: reason`` (``stages[2].samples: must be >= 1``).
+
+Load and check a plan::
+
+    plan, problems = check_plan(Path("plan.yaml"), check_files=True)
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from advisor.errors import PlanError
+from advisor.flowchart import PROBE_GATE, walk
+
+TASK_KINDS = ("math", "code", "structured", "classification", "open_ended", "game24")
+ROUTES = ("sft", "rft", "rlhf")
+BACKENDS = ("hf", "vllm", "openai")
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class Task(Strict):
+    kind: Literal["math", "code", "structured", "classification", "open_ended", "game24"]
+    description: str = ""
+
+
+class Answers(Strict):
+    """The flowchart answers recorded in the plan (what the route follows from)."""
+
+    labeled_rows: int = Field(ge=0)
+    verifiable: bool
+    ground_truth: bool | None = None
+    cot_helps: Literal["yes", "no", "unknown"] | None = None
+    preference_pairs: bool | None = None
+
+    @field_validator("cot_helps", mode="before")
+    @classmethod
+    def _cot(cls, v: Any) -> Any:
+        if isinstance(v, bool):
+            return "yes" if v else "no"
+        return v
+
+
+class DecisionStep(Strict):
+    question: str
+    answer: Any
+    because: str
+
+
+class Models(Strict):
+    base: str
+    teacher: str | None = None
+    judges: list[str] = Field(default_factory=list)
+    backend: Literal["hf", "vllm", "openai"] = "hf"
+    base_url: str | None = Field(default=None, description="OpenAI-compatible server, for backend openai")
+    api_key_env: str = "OPENAI_API_KEY"
+
+
+class Data(Strict):
+    train: str | None = None
+    eval: str | None = None
+    prompt_field: str = "question"
+    answer_field: str = "answer"
+    chosen_field: str = "chosen"
+    rejected_field: str = "rejected"
+    general: str | None = Field(default=None, description="general prompts mixed into RL pools")
+    ood_eval: str | None = Field(default=None, description="an out-of-distribution eval split")
+
+
+class VerifierSpec(Strict):
+    name: str
+    options: dict[str, Any] = Field(default_factory=dict)
+
+
+class Compute(Strict):
+    gpus: int = Field(default=0, ge=0)
+    num_processes: int = Field(default=1, ge=1)
+    distributed: Literal["ddp", "deepspeed", "fsdp"] = "ddp"
+    tensor_parallel_size: int = Field(default=1, ge=1)
+    generation_batch_size: int = Field(default=16, ge=1)
+
+
+# ---- stages: a union tagged by ``kind``; each carries its own validated options ----
+
+
+class StageBase(Strict):
+    enabled: bool = True
+    why: dict[str, str] = Field(default_factory=dict, description="knob -> one-line rationale")
+
+
+class Sampling(StageBase):
+    temperature: float = Field(default=1.0, ge=0)
+    top_p: float = Field(default=1.0, gt=0, le=1)
+    max_new_tokens: int = Field(default=512, ge=1)
+    seed: int = 0
+    shard_size: int = Field(default=64, ge=1, description="prompts per resumable shard")
+
+
+class ProbeStage(Sampling):
+    kind: Literal["probe"] = "probe"
+    gate: float = Field(default=PROBE_GATE, ge=0, le=1)
+    samples: int = Field(default=8, ge=1)
+    limit: int | None = Field(default=None, ge=1)
+    prompt_style: Literal["direct", "cot", "compare"] = "cot"
+
+
+class SynthesizeStage(Sampling):
+    kind: Literal["synthesize"] = "synthesize"
+    samples: int = Field(default=4, ge=1, description="teacher candidates per prompt")
+    aggregation: Literal["majority", "unanimous", "mean_score"] = "majority"
+    threshold: float = Field(default=7.0, ge=0, le=10)
+    require_verifier: bool = True
+    rubric: str | None = None
+    new_prompts: int = Field(default=0, ge=0)
+
+
+class RejectionSampleStage(Sampling):
+    kind: Literal["rejection_sample"] = "rejection_sample"
+    samples: int = Field(default=16, ge=1)
+    max_per_prompt: int = Field(default=10, ge=1)
+    dedupe: bool = True
+    rounds: int = Field(default=1, ge=1)
+
+
+class TrainBase(StageBase):
+    lr: float = Field(gt=0)
+    epochs: float = Field(default=1.0, gt=0)
+    max_steps: int = Field(default=-1, ge=-1)
+    batch_size: int = Field(default=8, ge=1)
+    grad_accum: int = Field(default=1, ge=1)
+    weight_decay: float = Field(default=0.0, ge=0)
+    warmup_ratio: float = Field(default=0.03, ge=0, le=1)
+    lr_scheduler: str = "cosine"
+    max_grad_norm: float = Field(default=1.0, gt=0)
+    lora: Literal["auto", "yes", "no"] = "auto"
+    seed: int = 0
+
+
+class SftStage(TrainBase):
+    kind: Literal["sft"] = "sft"
+    lr: float = Field(default=1e-4, gt=0)
+    weight_decay: float = Field(default=0.25, ge=0)
+
+
+class PsftStage(TrainBase):
+    kind: Literal["psft"] = "psft"
+    lr: float = Field(default=1e-4, gt=0)
+    epsilon: float = Field(default=0.28, gt=0)
+    refresh_every: int = Field(default=8, ge=1)
+
+
+class DpoStage(TrainBase):
+    kind: Literal["dpo"] = "dpo"
+    lr: float = Field(default=1e-6, gt=0)
+    beta: float = Field(default=0.1, gt=0)
+    loss_type: list[str] = Field(default_factory=lambda: ["sigmoid"])
+
+
+class GrpoStage(TrainBase):
+    kind: Literal["grpo"] = "grpo"
+    lr: float = Field(default=1e-6, gt=0)
+    beta: float = Field(default=0.0, ge=0)
+    epsilon: float = Field(default=0.2, gt=0)
+    epsilon_high: float | None = Field(default=0.28, gt=0)
+    loss_type: str = "dapo"
+    num_generations: int = Field(default=8, ge=2)
+    max_new_tokens: int = Field(default=512, ge=1)
+    temperature: float = Field(default=1.0, gt=0)
+    general_mix: float = Field(default=0.05, ge=0, lt=1)
+    reward: Literal["verifier", "reward_model"] = "verifier"
+
+
+class RlooStage(GrpoStage):
+    kind: Literal["rloo"] = "rloo"  # type: ignore[assignment]
+
+
+class RewardModelStage(TrainBase):
+    kind: Literal["reward_model"] = "reward_model"
+    lr: float = Field(default=1e-5, gt=0)
+
+
+class EvaluateStage(StageBase):
+    kind: Literal["evaluate"] = "evaluate"
+
+
+Stage = Annotated[
+    ProbeStage
+    | SynthesizeStage
+    | RejectionSampleStage
+    | SftStage
+    | PsftStage
+    | DpoStage
+    | GrpoStage
+    | RlooStage
+    | RewardModelStage
+    | EvaluateStage,
+    Field(discriminator="kind"),
+]
+STAGE_KINDS = ("probe", "synthesize", "rejection_sample", "sft", "psft", "dpo", "grpo", "rloo", "reward_model", "evaluate")
+TRAIN_KINDS = ("sft", "psft", "dpo", "grpo", "rloo", "reward_model")
+
+
+class Plan(Strict):
+    version: Literal[1] = 1
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$", max_length=80)
+    task: Task
+    answers: Answers
+    route: Literal["sft", "rft", "rlhf"]
+    provisional: bool = False
+    decision: list[DecisionStep] = Field(default_factory=list)
+    warnings: list[str] = Field(default_factory=list)
+    models: Models
+    data: Data = Field(default_factory=Data)
+    verifier: VerifierSpec
+    compute: Compute = Field(default_factory=Compute)
+    stages: list[Stage] = Field(min_length=1)
+
+    def stage_dirs(self) -> list[str]:
+        """Run-directory names, ``NN-kind``, numbered over all stages (disabled ones too)."""
+        return [f"{i:02d}-{s.kind}" for i, s in enumerate(self.stages, start=1)]
+
+
+# ---- errors as one line each ----
+
+
+def _loc(loc: tuple[Any, ...]) -> str:
+    out = ""
+    parts = list(loc)
+    i = 0
+    while i < len(parts):
+        p = parts[i]
+        if isinstance(p, int):
+            out += f"[{p}]"
+            # pydantic puts the union tag after the index; it is noise to a reader
+            if i + 1 < len(parts) and parts[i + 1] in STAGE_KINDS:
+                i += 1
+        else:
+            out += ("." if out else "") + str(p)
+        i += 1
+    return out or "(top level)"
+
+
+def _msg(err: dict[str, Any]) -> str:
+    kind = err["type"]
+    ctx = err.get("ctx", {})
+    if kind == "extra_forbidden":
+        return "unknown key"
+    if kind == "missing":
+        return "required"
+    if kind in ("greater_than_equal", "greater_than", "less_than_equal", "less_than"):
+        sym = {"greater_than_equal": ">=", "greater_than": ">", "less_than_equal": "<=", "less_than": "<"}[kind]
+        bound = next(iter(ctx.values()))
+        return f"must be {sym} {bound} (got {err.get('input')!r})"
+    if kind == "union_tag_invalid":
+        return f"unknown stage kind {ctx.get('tag')!r}; expected one of {', '.join(STAGE_KINDS)}"
+    if kind == "union_tag_not_found":
+        return "missing 'kind'"
+    return f"{err['msg'][0].lower()}{err['msg'][1:]} (got {err.get('input')!r})" if "input" in err else err["msg"]
+
+
+def format_validation_error(exc: ValidationError) -> list[str]:
+    return [f"{_loc(e['loc'])}: {_msg(e)}" for e in exc.errors()]
+
+
+def semantic_problems(plan: Plan, base_dir: Path | None = None, check_files: bool = False) -> list[str]:
+    """Problems pydantic cannot see: route vs answers, stage order, files, verifier names."""
+    from verifiers.registry import REGISTRY
+
+    problems: list[str] = []
+    path = walk(plan.answers.model_dump())
+    if path.missing:
+        problems.append(f"answers.{path.missing}: required by the flowchart for these answers")
+    elif path.route != plan.route and not (path.outcome and path.outcome.provisional):
+        problems.append(
+            f"route: {plan.route!r} does not follow from the answers (the flowchart gives {path.route!r}); "
+            "fix the answers or re-run advisor plan"
+        )
+    if plan.verifier.name not in REGISTRY:
+        problems.append(f"verifier.name: unknown verifier {plan.verifier.name!r}; known: {', '.join(sorted(REGISTRY))}")
+    kinds = [s.kind for s in plan.stages]
+    for i, s in enumerate(plan.stages):
+        if s.kind == "probe" and i != 0:
+            problems.append(f"stages[{i}].kind: probe must be the first stage (it gates the rest)")
+        if s.kind == "evaluate" and i != len(plan.stages) - 1:
+            problems.append(f"stages[{i}].kind: evaluate must be the last stage")
+        if s.kind in ("grpo", "rloo") and getattr(s, "reward", "verifier") == "reward_model" and "reward_model" not in kinds[:i]:
+            problems.append(f"stages[{i}].reward: 'reward_model' needs a reward_model stage before it")
+        if s.kind == "synthesize" and not plan.models.teacher:
+            problems.append(f"stages[{i}]: synthesize needs models.teacher")
+    if plan.models.backend == "openai" and not plan.models.base_url:
+        problems.append("models.base_url: required when models.backend is 'openai'")
+    if check_files:
+        base = base_dir or Path.cwd()
+        for key in ("train", "eval", "general", "ood_eval"):
+            value = getattr(plan.data, key)
+            if value and _looks_local(value) and not (base / value).exists():
+                problems.append(f"data.{key}: file not found: {value}")
+        for key in ("base", "teacher"):
+            value = getattr(plan.models, key)
+            if value and _looks_local(value) and not (base / value).exists():
+                problems.append(f"models.{key}: model directory not found: {value}")
+    return problems
+
+
+def _looks_local(value: str) -> bool:
+    """A local path (``./x``, ``/x``, ``x.jsonl``), not a hub id like ``org/name``."""
+    return value.startswith((".", "/", "~")) or Path(value).suffix in (".jsonl", ".json", ".parquet", ".csv")
+
+
+def load_plan_data(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise PlanError(f"{path}: file not found") from None
+    except OSError as exc:
+        raise PlanError(f"{path}: cannot read ({exc.strerror})") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark else ""
+        raise PlanError(f"{path}:{where} invalid YAML ({getattr(exc, 'problem', exc)})") from None
+    if not isinstance(data, dict):
+        raise PlanError(f"{path}: a plan must be a YAML mapping, got {type(data).__name__}")
+    return data
+
+
+def check_plan(path: Path, check_files: bool = False) -> tuple[Plan | None, list[str]]:
+    """Parse and check a plan file; return the plan (if it parsed) and every problem found."""
+    data = load_plan_data(path)
+    try:
+        plan = Plan.model_validate(data)
+    except ValidationError as exc:
+        return None, format_validation_error(exc)
+    return plan, semantic_problems(plan, path.parent, check_files)
+
+
+def load_plan(path: Path, check_files: bool = False) -> Plan:
+    """Load a plan, raising :class:`PlanError` that lists every problem."""
+    plan, problems = check_plan(path, check_files)
+    if problems:
+        raise PlanError("\n".join(f"{path}: {p}" for p in problems), problems=problems)
+    assert plan is not None
+    return plan
+
+
+def plan_to_dict(plan: Plan) -> dict[str, Any]:
+    """Plain data for YAML; each stage reads ``kind`` first and ``why`` last."""
+    data = plan.model_dump(mode="json")
+    data["stages"] = [
+        {"kind": s["kind"], **{k: v for k, v in s.items() if k not in ("kind", "why")}, "why": s["why"]}
+        for s in data["stages"]
+    ]
+    return data
+
+
+def dump_plan(plan: Plan) -> str:
+    return yaml.safe_dump(plan_to_dict(plan), sort_keys=False, allow_unicode=True, width=100)
