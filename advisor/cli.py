@@ -58,8 +58,8 @@ def main(ctx: click.Context, debug: bool) -> None:
 
 def _question_options(func):
     """One flag per questionnaire question (--labeled-rows, --verifiable, ...)."""
-    from advisor.questionnaire import OTHER, TASK_KIND, flow_ask
     from advisor.flowchart import QUESTIONS
+    from advisor.questionnaire import OTHER, TASK_KIND, flow_ask
 
     asks = [TASK_KIND, *(flow_ask(k) for k in QUESTIONS), *OTHER]
     for q in reversed(asks):
@@ -76,15 +76,27 @@ def _question_options(func):
 
 
 @main.command(context_settings=CONTEXT)
-@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=Path("advisor-plan"),
-              show_default=True, help="Directory for plan.yaml, README.md and run.sh.")
-@click.option("--answers", "answers_file", type=click.Path(dir_okay=False, path_type=Path),
-              help="YAML or JSON file of answers (keys as the flags, with underscores).")
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("advisor-plan"),
+    show_default=True,
+    help="Directory for plan.yaml, README.md and run.sh.",
+)
+@click.option(
+    "--answers",
+    "answers_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="YAML or JSON file of answers (keys as the flags, with underscores).",
+)
 @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Set one answer; repeatable; beats --answers.")
 @click.option("--no-input", is_flag=True, help="Never prompt: use defaults, fail listing every missing answer.")
 @click.option("--force", is_flag=True, help="Overwrite an existing plan in --out.")
 @_question_options
-def plan(out_dir: Path, answers_file: Path | None, sets: tuple[str, ...], no_input: bool, force: bool, **flags: Any) -> None:
+def plan(
+    out_dir: Path, answers_file: Path | None, sets: tuple[str, ...], no_input: bool, force: bool, **flags: Any
+) -> None:
     """Walk the flowchart and write a runnable pipeline.
 
     Asks about your data and task (labeled rows, whether code can verify answers,
@@ -113,7 +125,9 @@ def plan(out_dir: Path, answers_file: Path | None, sets: tuple[str, ...], no_inp
     given.update(set_answers)
     for key, value in flags.items():
         if value is not None:
-            given[key] = {"yes": True, "no": False}.get(value, value) if key in ("verifiable", "preference_pairs") else value
+            given[key] = (
+                {"yes": True, "no": False}.get(value, value) if key in ("verifiable", "preference_pairs") else value
+            )
 
     plan_path = out_dir / "plan.yaml"
     if plan_path.exists() and not force:

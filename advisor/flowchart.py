@@ -200,7 +200,9 @@ QUESTIONS: dict[str, Question] = {
 }
 
 OUTCOMES: dict[str, Outcome] = {
-    "rft": Outcome("rft", "rft", ("rejection_sample", "sft"), "RFT: rejection-sample verified answers, then SFT on them."),
+    "rft": Outcome(
+        "rft", "rft", ("rejection_sample", "sft"), "RFT: rejection-sample verified answers, then SFT on them."
+    ),
     "rft_provisional": Outcome(
         "rft_provisional",
         "rft",

@@ -206,7 +206,18 @@ Stage = Annotated[
     | EvaluateStage,
     Field(discriminator="kind"),
 ]
-STAGE_KINDS = ("probe", "synthesize", "rejection_sample", "sft", "psft", "dpo", "grpo", "rloo", "reward_model", "evaluate")
+STAGE_KINDS = (
+    "probe",
+    "synthesize",
+    "rejection_sample",
+    "sft",
+    "psft",
+    "dpo",
+    "grpo",
+    "rloo",
+    "reward_model",
+    "evaluate",
+)
 TRAIN_KINDS = ("sft", "psft", "dpo", "grpo", "rloo", "reward_model")
 
 
@@ -293,7 +304,11 @@ def semantic_problems(plan: Plan, base_dir: Path | None = None, check_files: boo
             problems.append(f"stages[{i}].kind: probe must be the first stage (it gates the rest)")
         if s.kind == "evaluate" and i != len(plan.stages) - 1:
             problems.append(f"stages[{i}].kind: evaluate must be the last stage")
-        if s.kind in ("grpo", "rloo") and getattr(s, "reward", "verifier") == "reward_model" and "reward_model" not in kinds[:i]:
+        if (
+            s.kind in ("grpo", "rloo")
+            and getattr(s, "reward", "verifier") == "reward_model"
+            and "reward_model" not in kinds[:i]
+        ):
             problems.append(f"stages[{i}].reward: 'reward_model' needs a reward_model stage before it")
         if s.kind == "synthesize" and not plan.models.teacher:
             problems.append(f"stages[{i}]: synthesize needs models.teacher")

@@ -228,7 +228,9 @@ def build_plan(answers: PlanAnswers) -> Plan:
             "reference match, which is weaker; consider making answers checkable"
         )
     if outcome.provisional:
-        warnings.append("provisional route: the probe compares direct and chain-of-thought prompting and may switch to sft")
+        warnings.append(
+            "provisional route: the probe compares direct and chain-of-thought prompting and may switch to sft"
+        )
     backend = answers.backend or ("vllm" if answers.gpus > 0 else "hf")
     decision = [DecisionStep(question=s.question, answer=s.answer, because=s.because) for s in path.steps]
     return Plan(
@@ -314,9 +316,7 @@ def render_plan_files(plan: Plan, plan_file: str = "plan.yaml") -> dict[str, str
         "outcome": info["outcome"],
         "alternatives": info["alternatives"],
     }
-    stage_rows = [
-        {"kind": s.kind, "enabled": s.enabled, "summary": _stage_summary(s)} for s in plan.stages
-    ]
+    stage_rows = [{"kind": s.kind, "enabled": s.enabled, "summary": _stage_summary(s)} for s in plan.stages]
     gate = next((s.gate for s in plan.stages if s.kind == "probe"), PROBE_GATE)
     return {
         "plan.yaml": render("plan.yaml.j2", head=data, stages=stages, **context),

@@ -23,7 +23,14 @@ from pydantic import ValidationError
 from advisor.errors import InputError
 from advisor.flowchart import FEW_ROWS, MANY_ROWS, QUESTIONS, walk
 from advisor.plan import TASK_KINDS
-from advisor.planner import DEFAULT_BASE, DEFAULT_JUDGES, DEFAULT_TEACHER, DEFAULT_VERIFIER, USUALLY_VERIFIABLE, PlanAnswers
+from advisor.planner import (
+    DEFAULT_BASE,
+    DEFAULT_JUDGES,
+    DEFAULT_TEACHER,
+    DEFAULT_VERIFIER,
+    USUALLY_VERIFIABLE,
+    PlanAnswers,
+)
 
 
 @dataclass(frozen=True)

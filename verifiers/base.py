@@ -106,7 +106,11 @@ def completion_text(completion: Any) -> str:
     if isinstance(completion, dict):
         return str(completion.get("content", ""))
     if isinstance(completion, (list, tuple)):
-        parts = [m.get("content", "") for m in completion if isinstance(m, dict) and m.get("role", "assistant") == "assistant"]
+        parts = [
+            m.get("content", "")
+            for m in completion
+            if isinstance(m, dict) and m.get("role", "assistant") == "assistant"
+        ]
         return "".join(str(p) for p in parts if p is not None)
     return "" if completion is None else str(completion)
 
@@ -133,7 +137,7 @@ def map_verify(
     """
     if len(responses) != len(references):
         raise ValueError(f"{len(responses)} responses but {len(references)} references")
-    items = [(verifier, r, ref) for r, ref in zip(responses, references)]
+    items = [(verifier, r, ref) for r, ref in zip(responses, references, strict=True)]
     workers = default_workers() if workers is None else workers
     if workers <= 1 or len(items) < 2:
         return [_verify_one(it) for it in items]
@@ -169,7 +173,7 @@ def make_reward(
         out: list[float | None] = [None] * len(texts)
         todo = [i for i, ref in enumerate(refs) if ref is not None and ref != ""]
         verdicts = verifier.verify_batch([texts[i] for i in todo], [refs[i] for i in todo], workers=workers)
-        for i, v in zip(todo, verdicts):
+        for i, v in zip(todo, verdicts, strict=True):
             out[i] = float(v.score) if v.gradable else None
         return out
 

@@ -87,12 +87,16 @@ class Composite:
                 ok = ok and (v.passed or weight <= 0)
         if not gradable:
             return failed("skip", "no component could grade this pair", components=parts)
-        reason = "pass: all components passed" if ok else "fail: " + ", ".join(
-            f"{k}={p['reason']}" for k, p in parts.items() if not p["passed"]
+        reason = (
+            "pass: all components passed"
+            if ok
+            else "fail: " + ", ".join(f"{k}={p['reason']}" for k, p in parts.items() if not p["passed"])
         )
         return Verdict(ok, score / self.total, reason, None, {"components": parts})
 
-    def verify_batch(self, responses: Sequence[str], references: Sequence[Any], workers: int | None = None) -> list[Verdict]:
+    def verify_batch(
+        self, responses: Sequence[str], references: Sequence[Any], workers: int | None = None
+    ) -> list[Verdict]:
         return map_verify(self, responses, references, workers)
 
     def as_reward(self, reference_field: str = "answer", **kwargs: Any) -> Callable[..., list[float | None]]:

@@ -1,0 +1,27 @@
+# Set-up is part of every target: a fresh machine needs only Python 3.11 and the package registries.
+# torch==2.13.0 is installed first so nothing pulls a multi-GB CUDA build of torch.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: setup demo test lint
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q torch==2.13.0
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/advisor plan --answers examples/answers/gsm-mini.yaml --no-input --out demo-out --force
+
+# All tiers but gpu (gpu tests are collected and skip cleanly without CUDA).
+test: $(STAMP)
+	$(BIN)/python -m pytest -m "slow or not slow" -p no:cacheprovider
+
+lint: $(STAMP)
+	$(BIN)/ruff check . && $(BIN)/ruff format --check .
