@@ -13,7 +13,7 @@ from typing import Any
 
 import click
 
-from advisor.errors import AdvisorError, InputError
+from advisor.errors import AdvisorError, GateStop, InputError
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
@@ -27,8 +27,9 @@ class AdvisorGroup(click.Group):
         except AdvisorError as exc:
             if ctx.obj and ctx.obj.get("debug"):
                 raise
+            prefix = "stopped" if isinstance(exc, GateStop) else "error"
             for line in exc.problems:
-                click.echo(f"error: {line}", err=True)
+                click.echo(f"{prefix}: {line}", err=True)
             ctx.exit(exc.exit_code)
         except click.exceptions.Abort:
             click.echo("", err=True)
@@ -204,6 +205,33 @@ def validate(plan_file: Path, skip_files: bool) -> None:
         raise PlanError(f"{plan_file}: invalid", problems=[f"{plan_file}: {p}" for p in problems])
     assert the_plan is not None
     click.echo(f"{plan_file}: ok (route {the_plan.route}, {len(the_plan.stages)} stages)")
+
+
+@main.command(context_settings=CONTEXT)
+@click.argument("plan_file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--run-dir", type=click.Path(file_okay=False, path_type=Path), help="Default: runs/<plan name>.")
+@click.option(
+    "--only", metavar="STAGE", help="Run only the stage of this kind (e.g. probe); earlier outputs must exist."
+)
+@click.option("--fresh", is_flag=True, help="Ignore finished stages and shards; start over.")
+def run(plan_file: Path, run_dir: Path | None, only: str | None, fresh: bool) -> None:
+    """Run a plan's stages in order, resuming where a previous run stopped.
+
+    The whole plan is validated first (every problem at once, exit 2). Each stage
+    writes runs/<name>/<NN>-<stage>/ with its data, metrics.json and, last,
+    manifest.json; a stage whose manifest matches its config and inputs is skipped.
+    Generation writes shards, so a killed run loses at most the shard in flight.
+    The probe stops the run with exit 1 and a verdict when pass@1 is under its gate.
+
+    \b
+    Examples:
+      advisor run advisor-plan/plan.yaml
+      advisor run plan.yaml --only probe
+      advisor run plan.yaml --fresh --run-dir /data/runs/try2
+    """
+    from advisor.runner import run_plan
+
+    run_plan(plan_file, run_dir=run_dir, only=only, fresh=fresh)
 
 
 def run_cli() -> None:  # pragma: no cover - console entry for python -m

@@ -36,6 +36,10 @@ PROBE_GATE = 0.2
 #: (KNOWLEDGE.md section 3: about 400 good examples per domain are often enough).
 ENOUGH_GOLD_ROWS = 400
 
+#: A provisional plan settles to rft when chain-of-thought prompting beats direct
+#: prompting by at least this much pass@1 (absolute), else to sft.
+COT_GAIN = 0.05
+
 COT_CHOICES = ("yes", "no", "unknown")
 
 

@@ -62,6 +62,7 @@ class Models(Strict):
     teacher: str | None = None
     judges: list[str] = Field(default_factory=list)
     backend: Literal["hf", "vllm", "openai"] = "hf"
+    chat: bool = Field(default=True, description="wrap prompts as chat messages (the model's chat template)")
     base_url: str | None = Field(default=None, description="OpenAI-compatible server, for backend openai")
     api_key_env: str = "OPENAI_API_KEY"
 
@@ -104,6 +105,7 @@ class Sampling(StageBase):
     max_new_tokens: int = Field(default=512, ge=1)
     seed: int = 0
     shard_size: int = Field(default=64, ge=1, description="prompts per resumable shard")
+    prompt_template: str | None = Field(default=None, description="inline jinja2 prompt; default: templates/prompts")
 
 
 class ProbeStage(Sampling):
@@ -364,7 +366,8 @@ def load_plan(path: Path, check_files: bool = False) -> Plan:
     """Load a plan, raising :class:`PlanError` that lists every problem."""
     plan, problems = check_plan(path, check_files)
     if problems:
-        raise PlanError("\n".join(f"{path}: {p}" for p in problems), problems=problems)
+        lines = [f"{path}: {p}" for p in problems]
+        raise PlanError("\n".join(lines), problems=lines)
     assert plan is not None
     return plan
 

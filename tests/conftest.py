@@ -20,3 +20,12 @@ def pytest_collection_modifyitems(config, items):
         for item in items:
             if item.get_closest_marker("gpu"):
                 item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory):
+    """A randomly initialised tiny Llama (about 140k parameters) with the char tokenizer,
+    saved with ``save_pretrained``: loadable by path, as TRL and the stages expect."""
+    from pipelines.tinymodel import build_tiny_model
+
+    return build_tiny_model(tmp_path_factory.mktemp("tiny-model"), arch="llama", seed=0)

@@ -1,0 +1,236 @@
+"""A tiny OpenAI-compatible HTTP server, for tests and local judges.
+
+It speaks just enough of the OpenAI API for :class:`pipelines.generation.OpenAIGenerator`
+and the ``openai`` client: ``POST /v1/chat/completions`` and ``GET /v1/models``. Replies
+come either from a model directory (through :class:`~pipelines.generation.HFGenerator`)
+or from a plain Python function, and failures can be injected on purpose, so the retry
+and error paths of a client are testable offline::
+
+    with OpenAIServer(reply=lambda messages: "4") as server:
+        gen = OpenAIGenerator("tiny", base_url=server.base_url)
+        gen.generate(["2+2="])                     # [['4']]
+
+    with OpenAIServer(reply=..., fail_first=[500]) as server:   # one 500, then fine
+    with OpenAIServer(reply=..., always_status=401) as server:  # every request 401
+    with OpenAIServer(model_dir="runs/teacher", model_name="teacher") as server: ...
+
+What it is not: a production server. It binds 127.0.0.1 on a free port, handles one
+HF generation at a time (a lock), ignores streaming, tools and logprobs, and reports zero
+token usage. Use ``vllm serve`` for real serving.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+Reply = Callable[[list[dict[str, str]]], str]
+
+
+class OpenAIServer:
+    """Serve chat completions on ``127.0.0.1`` from a background thread.
+
+    Use it as a context manager (or call :meth:`start` and :meth:`stop`).
+
+    Args:
+        model_dir: A model directory to answer with, through ``HFGenerator``.
+        reply: Or a function from the request's messages to one reply text; called once
+            per choice. Exactly one of ``model_dir`` and ``reply`` is required.
+        model_name: The only model name served; others get a 404 ``model_not_found``.
+        api_key: If set, requests must carry ``Authorization: Bearer <api_key>`` or get
+            a 401.
+        fail_first: Status codes answered, in order, to the first chat requests
+            (e.g. ``[500, 429]``): injected transient failures.
+        always_status: If set, every chat request is answered with this status.
+        max_choices: Cap on the choices returned per request, to mimic servers that
+            ignore ``n``.
+        hf_options: Extra keyword arguments for ``HFGenerator``.
+
+    Attributes:
+        base_url: ``http://127.0.0.1:<port>/v1`` once started.
+        requests: Bodies of every chat request received, failed ones included.
+        statuses: The status code answered to each chat request, in order.
+    """
+
+    def __init__(
+        self,
+        model_dir: str | Path | None = None,
+        *,
+        reply: Reply | None = None,
+        model_name: str = "tiny",
+        api_key: str | None = None,
+        fail_first: Sequence[int] = (),
+        always_status: int | None = None,
+        max_choices: int | None = None,
+        hf_options: dict[str, Any] | None = None,
+    ) -> None:
+        if (model_dir is None) == (reply is None):
+            raise ValueError("give exactly one of model_dir and reply")
+        self.model_dir = model_dir
+        self.reply = reply
+        self.model_name = model_name
+        self.api_key = api_key
+        self.fail_first = list(fail_first)
+        self.always_status = always_status
+        self.max_choices = max_choices
+        self.hf_options = hf_options or {}
+        self.requests: list[dict[str, Any]] = []
+        self.statuses: list[int] = []
+        self.base_url = ""
+        self._generator: Any = None
+        self._lock = threading.Lock()  # guards requests, statuses, fail_first
+        self._generate_lock = threading.Lock()  # one HF generation at a time
+        self._httpd: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+
+    # -- lifecycle ---------------------------------------------------------------------
+
+    def start(self) -> OpenAIServer:
+        """Load the model (if any), bind a free port and serve in a daemon thread."""
+        if self.model_dir is not None and self._generator is None:
+            from pipelines.generation import HFGenerator
+
+            self._generator = HFGenerator(str(self.model_dir), **self.hf_options)
+        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
+        self._httpd.daemon_threads = True
+        host, port = self._httpd.server_address[:2]
+        self.base_url = f"http://{host}:{port}/v1"
+        # A short poll interval makes stop() quick (shutdown waits for the next poll).
+        self._thread = threading.Thread(
+            target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, name="openai-server", daemon=True
+        )
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop serving and close the socket."""
+        if self._httpd is not None:
+            self._httpd.shutdown()
+            self._httpd.server_close()
+            self._httpd = None
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+            self._thread = None
+
+    def __enter__(self) -> OpenAIServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # -- request handling --------------------------------------------------------------
+
+    def _auth_ok(self, header: str | None) -> bool:
+        return self.api_key is None or header == f"Bearer {self.api_key}"
+
+    def _chat(self, body: dict[str, Any], auth: str | None) -> tuple[int, dict[str, Any]]:
+        """Answer one chat-completions body: (status, JSON payload)."""
+        with self._lock:
+            self.requests.append(body)
+            injected = self.fail_first.pop(0) if self.fail_first else self.always_status
+        try:
+            status, payload = self._chat_status(body, auth, injected)
+        except Exception as err:  # a crash in a reply function becomes a 500, not a hang
+            status, payload = 500, _error(500, f"{type(err).__name__}: {err}")
+        with self._lock:
+            self.statuses.append(status)
+        return status, payload
+
+    def _chat_status(self, body: dict[str, Any], auth: str | None, injected: int | None) -> tuple[int, dict[str, Any]]:
+        if injected is not None:
+            return injected, _error(injected, f"injected failure (HTTP {injected})")
+        if not self._auth_ok(auth):
+            return 401, _error(401, "Incorrect API key provided.", code="invalid_api_key")
+        if body.get("model") != self.model_name:
+            return 404, _error(404, f"The model '{body.get('model')}' does not exist.", code="model_not_found")
+        messages = body.get("messages")
+        if not isinstance(messages, list) or not messages:
+            return 400, _error(400, "messages must be a non-empty list")
+        n = int(body.get("n") or 1)
+        if self.max_choices is not None:
+            n = min(n, self.max_choices)
+        if self._generator is not None:
+            texts = self._generate(body, messages, n)
+        else:
+            texts = [self.reply(messages) for _ in range(n)]
+        choices = [
+            {"index": i, "message": {"role": "assistant", "content": t}, "finish_reason": "stop", "logprobs": None}
+            for i, t in enumerate(texts)
+        ]
+        return 200, {
+            "id": f"chatcmpl-{uuid.uuid4().hex[:12]}",
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": self.model_name,
+            "choices": choices,
+            "usage": {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0},
+        }
+
+    def _generate(self, body: dict[str, Any], messages: list[dict[str, str]], n: int) -> list[str]:
+        stop = body.get("stop")
+        if isinstance(stop, str):
+            stop = [stop]
+        max_tokens = body.get("max_completion_tokens") or body.get("max_tokens") or 256
+        temperature = body.get("temperature")
+        top_p = body.get("top_p")
+        with self._generate_lock:  # torch and the model are shared by all handler threads
+            return self._generator.generate(
+                [messages],
+                n=n,
+                temperature=1.0 if temperature is None else float(temperature),
+                top_p=1.0 if top_p is None else float(top_p),
+                max_new_tokens=int(max_tokens),
+                seed=body.get("seed"),
+                stop=stop,
+            )[0]
+
+    def _models(self, auth: str | None) -> tuple[int, dict[str, Any]]:
+        if not self._auth_ok(auth):
+            return 401, _error(401, "Incorrect API key provided.", code="invalid_api_key")
+        model = {"id": self.model_name, "object": "model", "created": 0, "owned_by": "advisor"}
+        return 200, {"object": "list", "data": [model]}
+
+
+def _error(status: int, message: str, code: str | None = None) -> dict[str, Any]:
+    kind = "invalid_request_error" if status < 500 else "server_error"
+    return {"error": {"message": message, "type": kind, "param": None, "code": code}}
+
+
+def _handler_for(server: OpenAIServer) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, format: str, *args: Any) -> None:  # quiet: tests read assertions, not logs
+            pass
+
+        def _send(self, status: int, payload: dict[str, Any]) -> None:
+            data = json.dumps(payload).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def do_GET(self) -> None:
+            if self.path.rstrip("/") == "/v1/models":
+                self._send(*server._models(self.headers.get("Authorization")))
+            else:
+                self._send(404, _error(404, f"no route {self.path}"))
+
+        def do_POST(self) -> None:
+            length = int(self.headers.get("Content-Length") or 0)
+            try:
+                body = json.loads(self.rfile.read(length) or b"{}")
+            except json.JSONDecodeError:
+                self._send(400, _error(400, "body is not JSON"))
+                return
+            if self.path.rstrip("/") != "/v1/chat/completions":
+                self._send(404, _error(404, f"no route {self.path}"))
+                return
+            self._send(*server._chat(body, self.headers.get("Authorization")))
+
+    return Handler

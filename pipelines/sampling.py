@@ -1,0 +1,130 @@
+"""Sample-and-verify, the loop that probe, rejection sampling and evaluate share.
+
+``sample_and_verify`` generates ``n`` completions per prompt with a generation
+backend, verifies them in batch, and writes one resumable shard per slice of
+prompts: a killed run loses at most the shard in flight.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from advisor.errors import InputError, StageFailed
+from pipelines.artifacts import Shards
+
+
+def generator_for(ctx: Any, model: str, on_progress: Any = None) -> Any:
+    """The plan's generation backend for ``model`` (a local path is resolved against the plan)."""
+    from pipelines.generation import GenerationError, make_generator
+
+    quiet_libraries()
+
+    plan = ctx.plan
+    backend = plan.models.backend
+    local = ctx.resolve(model)
+    model_ref = str(local) if local.exists() else model
+    options: dict[str, Any] = {}
+    if backend == "hf":
+        options = {"batch_size": plan.compute.generation_batch_size, "on_progress": on_progress}
+    elif backend == "vllm":
+        options = {"tensor_parallel_size": plan.compute.tensor_parallel_size}
+    elif backend == "openai":
+        options = {"base_url": plan.models.base_url, "api_key": os.environ.get(plan.models.api_key_env)}
+    try:
+        return make_generator(backend, model_ref, **options)
+    except GenerationError as exc:
+        raise StageFailed(f"{backend} backend, model {model}: {exc.message}") from None
+    except OSError as exc:  # transformers: not a model directory, no hub access
+        first = str(exc).strip().splitlines()[0]
+        raise InputError(f"models: cannot load {model!r} with the {backend} backend: {first}") from None
+
+
+def quiet_libraries() -> None:
+    """Our progress bars replace the libraries' own (weights loading, shard writing)."""
+    import transformers
+
+    transformers.utils.logging.disable_progress_bar()
+    transformers.utils.logging.set_verbosity_error()
+
+
+def verifier_for(plan: Any) -> Any:
+    import verifiers
+
+    return verifiers.get(plan.verifier.name, **plan.verifier.options)
+
+
+def sample_and_verify(
+    ctx: Any,
+    generator: Any,
+    verifier: Any,
+    prompts: list[Any],
+    references: list[Any],
+    folder: Path,
+    n: int,
+    options: Any,
+    label: str,
+    extra: list[dict[str, Any]] | None = None,
+    progress_total: int | None = None,
+) -> list[dict[str, Any]]:
+    """Generate ``n`` samples per prompt, verify them, and return one row per sample.
+
+    Rows: ``prompt_index``, ``sample_index``, ``prompt``, ``sample``, ``reference``,
+    ``passed``, ``score``, ``reason``, ``extracted``, plus ``extra[prompt_index]``.
+    """
+    from pipelines.generation import GenerationError
+
+    shards = Shards(folder, total=len(prompts), size=options.shard_size)
+    with ctx.progress(label, total=len(prompts)) as advance:
+        advance(shards.finished_items())
+        for shard in shards.pending():
+            batch = prompts[shard.start : shard.stop]
+            seed = None if options.seed is None else options.seed + shard.index
+            try:
+                outputs = generator.generate(
+                    batch,
+                    n=n,
+                    temperature=options.temperature,
+                    top_p=options.top_p,
+                    max_new_tokens=options.max_new_tokens,
+                    seed=seed,
+                    stop=None,
+                )
+            except GenerationError as exc:
+                raise StageFailed(f"{label}: generation failed: {exc.message}") from None
+            flat = [(i, j, text) for i, samples in enumerate(outputs) for j, text in enumerate(samples)]
+            refs = [references[shard.start + i] for i, _, _ in flat]
+            verdicts = verifier.verify_batch([t for _, _, t in flat], refs)
+            rows = []
+            for (i, j, text), ref, v in zip(flat, refs, verdicts, strict=True):
+                p = shard.start + i
+                row = {
+                    "prompt_index": p,
+                    "sample_index": j,
+                    "prompt": prompts[p],
+                    "sample": text,
+                    "reference": ref,
+                    "passed": v.passed,
+                    "score": v.score,
+                    "reason": v.reason,
+                    "extracted": v.extracted,
+                    "gradable": v.gradable,
+                }
+                if extra is not None:
+                    row.update(extra[p])
+                rows.append(row)
+            shards.write(shard, rows)
+            advance(shard.stop - shard.start)
+    return shards.read_all()
+
+
+def per_prompt_counts(rows: list[dict[str, Any]], num_prompts: int) -> list[tuple[int, int]]:
+    """(samples, correct) for each prompt index, over gradable samples."""
+    n = [0] * num_prompts
+    c = [0] * num_prompts
+    for r in rows:
+        if r.get("gradable", True):
+            n[r["prompt_index"]] += 1
+            c[r["prompt_index"]] += int(bool(r["passed"]))
+    return list(zip(n, c, strict=True))

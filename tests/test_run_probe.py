@@ -1,0 +1,239 @@
+"""``advisor run`` with the probe stage: gate outcomes, manifests, resume, errors.
+
+The model here is a scripted OpenAI-compatible server on 127.0.0.1 whose replies
+are right for a known share of prompts, so each gate outcome is forced honestly:
+the stage really generates over HTTP, verifies, and measures.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from advisor.cli import main
+from advisor.plan import plan_to_dict
+from advisor.planner import PlanAnswers, build_plan
+from pipelines.openai_server import OpenAIServer
+
+QUESTIONS = [(a, b) for a in range(1, 6) for b in range(1, 5)]  # 20 prompts
+
+
+def write_data(folder: Path) -> None:
+    with open(folder / "eval.jsonl", "w") as f:
+        for a, b in QUESTIONS:
+            f.write(json.dumps({"question": f"What is {a}+{b}?", "answer": str(a + b)}) + "\n")
+
+
+def numbers(messages) -> tuple[int, int]:
+    a, b = re.search(r"What is (\d+)\+(\d+)", messages[-1]["content"]).groups()
+    return int(a), int(b)
+
+
+def right_when_a_is_odd(messages) -> str:
+    """Correct for a in {1, 3, 5}: 12 of 20 prompts, pass@1 = 60%."""
+    a, b = numbers(messages)
+    return str(a + b) if a % 2 else str(a + b + 1)
+
+
+def always_wrong(messages) -> str:
+    a, b = numbers(messages)
+    return str(a + b + 1)
+
+
+def right_only_with_cot(messages) -> str:
+    a, b = numbers(messages)
+    return f"thinking...\n{a + b}" if "step by step" in messages[-1]["content"] else str(a + b + 1)
+
+
+def make_plan(folder: Path, base_url: str, **probe) -> Path:
+    write_data(folder)
+    answers = PlanAnswers(
+        labeled_rows=20 if "prompt_style" not in probe else 500,
+        verifiable=True,
+        cot_helps=None if "prompt_style" not in probe else "unknown",
+        task_kind="classification",
+        base_model="scripted",
+        backend="openai",
+        base_url=base_url,
+        eval_data="eval.jsonl",
+        train_data="eval.jsonl",
+        name="probe-test",
+    )
+    data = plan_to_dict(build_plan(answers))
+    data["stages"][0].update({"samples": 4, "shard_size": 4, "prompt_style": "direct", **probe})
+    path = folder / "plan.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+def run_cli(*args, cwd: Path):
+    old = os.getcwd()
+    os.chdir(cwd)
+    try:
+        return CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
+    finally:
+        os.chdir(old)
+
+
+def test_gate_passes_and_metrics_are_measured(tmp_path):
+    with OpenAIServer(reply=right_when_a_is_odd, model_name="scripted") as server:
+        plan = make_plan(tmp_path, server.base_url)
+        result = run_cli("run", plan, "--only", "probe", cwd=tmp_path)
+    assert result.exit_code == 0, result.output
+    stage = tmp_path / "runs" / "probe-test" / "01-probe"
+    metrics = json.loads((stage / "metrics.json").read_text())
+    assert metrics["pass@1"] == pytest.approx(12 / 20)
+    assert metrics["pass@k"]["4"] == pytest.approx(12 / 20), "deterministic replies: pass@4 equals pass@1"
+    assert metrics["gate_passed"] is True
+    assert metrics["no_signal_share"] == 1.0, "every prompt is all right or all wrong"
+    lo, hi = metrics["pass@1_ci95"]
+    assert lo < 0.6 < hi
+    rows = [json.loads(line) for line in (stage / "samples.jsonl").read_text().splitlines()]
+    assert len(rows) == 20 * 4
+    assert {(r["prompt_index"], r["sample_index"]) for r in rows} == {(p, s) for p in range(20) for s in range(4)}
+    manifest = json.loads((stage / "manifest.json").read_text())
+    assert manifest["status"] == "done" and manifest["outputs"]["samples"]["rows"] == 80
+    assert "data.eval" in manifest["input_hashes"]
+
+
+def test_gate_fails_with_verdict_and_exit_1(tmp_path):
+    with OpenAIServer(reply=always_wrong, model_name="scripted") as server:
+        plan = make_plan(tmp_path, server.base_url)
+        result = run_cli("run", plan, cwd=tmp_path)
+        assert result.exit_code == 1, result.output
+        assert "stopped: probe: pass@1 = 0.0%" in result.output
+        assert "under the 20% gate" in result.output and "change the base model" in result.output
+        assert not (tmp_path / "runs" / "probe-test" / "02-synthesize").exists(), "nothing after the gate runs"
+        # a re-run does not re-probe: the finished probe's verdict stands
+        before = len(server.requests)
+        again = run_cli("run", plan, cwd=tmp_path)
+        assert again.exit_code == 1 and len(server.requests) == before
+
+
+def test_rerun_skips_matching_manifest_and_fresh_redoes(tmp_path):
+    with OpenAIServer(reply=right_when_a_is_odd, model_name="scripted") as server:
+        plan = make_plan(tmp_path, server.base_url)
+        assert run_cli("run", plan, "--only", "probe", cwd=tmp_path).exit_code == 0
+        first = len(server.requests)
+        result = run_cli("run", plan, "--only", "probe", cwd=tmp_path)
+        assert result.exit_code == 0 and len(server.requests) == first, "cached: no new requests"
+        assert "up to date" in result.output
+        assert run_cli("run", plan, "--only", "probe", "--fresh", cwd=tmp_path).exit_code == 0
+        assert len(server.requests) == 2 * first
+        # changing a stage option invalidates the manifest
+        data = yaml.safe_load(plan.read_text())
+        data["stages"][0]["samples"] = 2
+        plan.write_text(yaml.safe_dump(data, sort_keys=False))
+        assert run_cli("run", plan, "--only", "probe", cwd=tmp_path).exit_code == 0
+        assert len(server.requests) == 3 * first
+
+
+def test_compare_mode_settles_provisional_route(tmp_path):
+    with OpenAIServer(reply=right_only_with_cot, model_name="scripted") as server:
+        plan = make_plan(tmp_path, server.base_url, prompt_style="compare")
+        result = run_cli("run", plan, "--only", "probe", cwd=tmp_path)
+    assert result.exit_code == 0, result.output
+    run_dir = tmp_path / "runs" / "probe-test"
+    metrics = json.loads((run_dir / "01-probe" / "metrics.json").read_text())
+    assert metrics["compare"]["direct"]["pass@1"] == 0.0
+    assert metrics["compare"]["cot"]["pass@1"] == 1.0
+    assert metrics["settled_route"] == "rft" and metrics["style"] == "cot"
+    settled = yaml.safe_load((run_dir / "plan.settled.yaml").read_text())
+    assert settled["route"] == "rft" and settled["provisional"] is False and settled["answers"]["cot_helps"] == "yes"
+
+
+def test_compare_mode_settles_to_sft_and_turns_off_rft_stages(tmp_path):
+    with OpenAIServer(reply=right_when_a_is_odd, model_name="scripted") as server:
+        plan = make_plan(tmp_path, server.base_url, prompt_style="compare")
+        result = run_cli("run", plan, "--only", "probe", cwd=tmp_path)
+    assert result.exit_code == 0, result.output
+    settled = yaml.safe_load((tmp_path / "runs" / "probe-test" / "plan.settled.yaml").read_text())
+    assert settled["route"] == "sft" and settled["answers"]["cot_helps"] == "no"
+    enabled = {s["kind"] for s in settled["stages"] if s["enabled"]}
+    assert "rejection_sample" in {s["kind"] for s in settled["stages"]}
+    assert enabled == {"probe", "sft", "evaluate"}, "rft-only stages are off once the route is sft"
+
+
+def test_missing_data_file_is_one_line_exit_2(tmp_path):
+    plan = make_plan(tmp_path, "http://127.0.0.1:9/v1")
+    (tmp_path / "eval.jsonl").unlink()
+    result = run_cli("run", plan, cwd=tmp_path)
+    assert result.exit_code == 2
+    lines = result.output.strip().splitlines()
+    assert lines == [
+        f"error: {plan}: data.train: file not found: eval.jsonl",
+        f"error: {plan}: data.eval: file not found: eval.jsonl",
+    ], "every problem at once, one line each"
+    assert "Traceback" not in result.output
+
+
+def test_missing_prompt_field_is_clear(tmp_path):
+    with OpenAIServer(reply=always_wrong, model_name="scripted") as server:
+        plan = make_plan(tmp_path, server.base_url)
+        data = yaml.safe_load(plan.read_text())
+        data["data"]["prompt_field"] = "problem"
+        plan.write_text(yaml.safe_dump(data))
+        result = run_cli("run", plan, cwd=tmp_path)
+    assert result.exit_code == 2
+    assert "has no field 'problem'" in result.output
+
+
+def test_auth_failure_is_a_clear_stage_failure(tmp_path):
+    with OpenAIServer(reply=always_wrong, model_name="scripted", always_status=401) as server:
+        plan = make_plan(tmp_path, server.base_url)
+        result = run_cli("run", plan, cwd=tmp_path)
+    assert result.exit_code == 1
+    last = result.output.strip().splitlines()[-1]
+    assert last.startswith("error: probe (direct): generation failed: authentication failed") and "401" in last
+    assert "Traceback" not in result.output
+
+
+def test_only_unknown_stage_is_usage_error(tmp_path):
+    plan = make_plan(tmp_path, "http://127.0.0.1:9/v1")
+    result = run_cli("run", plan, "--only", "dpo", cwd=tmp_path)
+    assert result.exit_code == 2 and "no such stage" in result.output
+
+
+def slow_reply(messages) -> str:
+    time.sleep(0.05)
+    return right_when_a_is_odd(messages)
+
+
+def test_kill_9_loses_at_most_the_shard_in_flight(tmp_path):
+    """A real ``kill -9`` of ``advisor run`` mid-probe, then a resume: no duplicated or missing rows."""
+    with OpenAIServer(reply=slow_reply, model_name="scripted") as server:
+        plan = make_plan(tmp_path, server.base_url, shard_size=2)
+        shards = tmp_path / "runs" / "probe-test" / "01-probe" / "shards-direct"
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "advisor.cli", "run", str(plan), "--only", "probe"],
+            cwd=tmp_path,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and len(list(shards.glob("shard-*.jsonl"))) < 3:
+            time.sleep(0.05)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+        finished = len(list(shards.glob("shard-*.jsonl")))
+        assert 3 <= finished < 10, "killed mid-run"
+        assert not (shards.parent / "manifest.json").exists()
+        sent_before = len(server.requests)
+        result = run_cli("run", plan, "--only", "probe", cwd=tmp_path)
+        assert result.exit_code == 0, result.output
+        resent = len(server.requests) - sent_before
+    assert resent <= 20 - 2 * finished, "finished shards are not generated again"
+    rows = [json.loads(line) for line in (shards.parent / "samples.jsonl").read_text().splitlines()]
+    keys = [(r["prompt_index"], r["sample_index"]) for r in rows]
+    assert len(keys) == len(set(keys)) == 80
+    assert json.loads((shards.parent / "metrics.json").read_text())["pass@1"] == pytest.approx(0.6)

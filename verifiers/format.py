@@ -1,0 +1,750 @@
+"""Format verifiers: structure, JSON, patterns, length, and short exact answers.
+
+These judge *how* a response is written, or short answers that need no maths
+engine. Each is cheap, deterministic and picklable, so ``verify_batch`` runs
+them in a process pool (``workers=1`` keeps it in-process).
+
+=======================  ============================================  =========
+verifier (registry name) checks                                        reference
+=======================  ============================================  =========
+``ThinkAnswerVerifier``  ``<think>..</think><answer>..</answer>``,     ignored
+(``think_answer``)       once each, in order, only whitespace around
+``JsonVerifier``         parses as JSON (last fenced block or whole    optional
+(``json``)               text); optional JSON Schema / pydantic model
+``RegexVerifier``        ``re.search`` (or full match) of a pattern     ignored
+(``regex``)
+``LengthVerifier``       character / word counts within bounds         ignored
+(``length``)
+``OverlongPenalty``      DAPO soft overlong punishment, score in       ignored
+(``overlong``)           [-1, 0]: a *penalty*, see its docstring
+``ExactMatchVerifier``   normalised short answer equals the reference  required
+(``exact``)              (or one of a list of accepted answers)
+=======================  ============================================  =========
+
+The reference-free verifiers grade every row in ``as_reward``: TRL rows with
+no reference column still get a score, unlike :func:`verifiers.base.make_reward`,
+which leaves such rows out (``None``).
+
+>>> from verifiers.format import ThinkAnswerVerifier, JsonVerifier, OverlongPenalty
+>>> ThinkAnswerVerifier().verify("<think>3*8</think> <answer>24</answer>", None).reason
+'pass: well-formed'
+>>> JsonVerifier(schema={"type": "object", "required": ["x"]}).verify('```json\\n{"y": 1}\\n```', None).reason
+"fail: schema: $: missing required property 'x'"
+>>> [OverlongPenalty(max_length=10, cache_length=4).penalty(n) for n in (6, 8, 10, 11)]
+[0.0, -0.5, -1.0, -1.0]
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import math
+import re
+import unicodedata
+import warnings
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from verifiers.base import Verdict, completion_text, failed, make_reward, map_verify, passed, skipped
+
+#: Responses longer than this are not parsed (a guard for regexes and JSON).
+MAX_RESPONSE_CHARS = 1_000_000
+
+
+def _reward_every_row(
+    verifier: Any, reference_field: str | None = "answer", name: str | None = None, workers: int | None = 1
+) -> Callable[..., list[float | None]]:
+    """A TRL reward that grades every completion, with or without a reference.
+
+    ``make_reward`` skips rows whose reference is missing, which is right for
+    correctness verifiers and wrong for format checks that need no reference.
+    The reference column, where present, is passed through (``None`` elsewhere).
+    """
+
+    def reward(prompts: Any = None, completions: Sequence[Any] = (), **columns: Any) -> list[float | None]:
+        refs = columns.get(reference_field) if reference_field else None
+        refs = list(refs) if refs is not None else [None] * len(completions)
+        texts = [completion_text(c) for c in completions]
+        verdicts = verifier.verify_batch(texts, refs, workers=workers)
+        return [float(v.score) if v.gradable else None for v in verdicts]
+
+    reward.__name__ = name or f"{verifier.name}_reward"
+    return reward
+
+
+def _too_large(response: Any) -> Verdict | None:
+    if not isinstance(response, str):
+        return failed("fail", f"response is {type(response).__name__}, not text")
+    if len(response) > MAX_RESPONSE_CHARS:
+        return failed("too_large", f"{len(response)} chars > {MAX_RESPONSE_CHARS}")
+    return None
+
+
+# --------------------------------------------------------------------------- think/answer
+
+_TAG = re.compile(r"</?(?:think|answer)>", re.IGNORECASE)
+_THINK_ANSWER = re.compile(r"\s*<think>(.*?)</think>\s*<answer>(.*?)</answer>\s*", re.DOTALL | re.IGNORECASE)
+
+
+class ThinkAnswerVerifier:
+    """The R1 format reward: ``<think>...</think><answer>...</answer>``.
+
+    Passes when the response holds exactly one think block followed by exactly
+    one answer block, with nothing but whitespace before, between and after.
+    The answer must not be empty; the think block may be. The reference is
+    ignored. ``extracted`` is the answer text.
+
+    Args:
+        prefilled_think: Set when the chat template already opened ``<think>``
+            in the prompt, so completions start inside the think block.
+
+    >>> v = ThinkAnswerVerifier()
+    >>> v.verify("<think>hmm</think><answer>42</answer>", None).extracted
+    '42'
+    >>> v.verify("<answer>42</answer><think>hmm</think>", None).reason
+    'fail: expected <think>...</think> then <answer>...</answer>, whitespace only outside'
+    """
+
+    name = "think_answer"
+
+    def __init__(self, prefilled_think: bool = False):
+        self.prefilled_think = prefilled_think
+
+    def verify(self, response: str, reference: Any = None) -> Verdict:
+        if (bad := _too_large(response)) is not None:
+            return bad
+        if self.prefilled_think and not response.lstrip().lower().startswith("<think>"):
+            response = "<think>" + response
+        tags = [t.lower() for t in _TAG.findall(response)]
+        for tag in ("think", "answer"):
+            opens, closes = tags.count(f"<{tag}>"), tags.count(f"</{tag}>")
+            if (opens, closes) != (1, 1):
+                return failed("fail", f"expected one <{tag}> block, found {opens} <{tag}> and {closes} </{tag}>")
+        m = _THINK_ANSWER.fullmatch(response)
+        if m is None:
+            return failed("fail", "expected <think>...</think> then <answer>...</answer>, whitespace only outside")
+        answer = m.group(2).strip()
+        if not answer:
+            return failed("fail", "empty <answer>")
+        return passed("well-formed", extracted=answer)
+
+    def verify_batch(
+        self, responses: Sequence[str], references: Sequence[Any], workers: int | None = None
+    ) -> list[Verdict]:
+        return map_verify(self, responses, references, workers)
+
+    def as_reward(self, reference_field: str = "answer", **kwargs: Any) -> Callable[..., list[float | None]]:
+        """Reward for every row (the reference column is not needed)."""
+        return _reward_every_row(self, reference_field, **kwargs)
+
+
+# --------------------------------------------------------------------------- JSON
+
+_FENCE = re.compile(r"^[ \t]*```[ \t]*(\S*)")
+
+#: Keywords the built-in validator checks; others are ignored with a warning.
+SCHEMA_KEYWORDS = frozenset(
+    {
+        *("type", "enum", "const", "anyOf", "allOf"),
+        *("properties", "required", "additionalProperties", "items", "minItems", "maxItems"),
+        *("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "minLength", "maxLength", "pattern"),
+    }
+)
+_ANNOTATIONS = frozenset({"$schema", "$id", "$comment", "title", "description", "default", "examples", "format"})
+
+
+def extract_json_text(response: str) -> str:
+    """The last ```json (or untagged) fenced block, else the whole text, stripped.
+
+    >>> extract_json_text('```python\\nx = 1\\n```\\nthen\\n```json\\n{"a": 1}\\n```')
+    '{"a": 1}'
+    """
+    blocks: list[str] = []
+    tag: str | None = None  # None: outside a block
+    body: list[str] = []
+    for line in response.splitlines():
+        m = _FENCE.match(line)
+        if tag is None and m:
+            tag, body = m.group(1).lower(), []
+        elif tag is not None and m and not m.group(1):
+            if tag in ("", "json"):
+                blocks.append("\n".join(body))
+            tag = None
+        elif tag is not None:
+            body.append(line)
+    return (blocks[-1] if blocks else response).strip()
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def parse_json(text: str) -> Any:
+    """Strict ``json.loads``: NaN and Infinity are rejected."""
+    return json.loads(text, parse_constant=_reject_constant)
+
+
+def json_equal(a: Any, b: Any) -> bool:
+    """JSON equality: unlike Python's ``==``, ``true`` is not ``1``."""
+    if isinstance(a, bool) or isinstance(b, bool):
+        return isinstance(a, bool) and isinstance(b, bool) and a == b
+    if isinstance(a, (int, float)) and isinstance(b, (int, float)):
+        return a == b
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(json_equal(a[k], b[k]) for k in a)
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(json_equal(x, y) for x, y in zip(a, b, strict=True))
+    return type(a) is type(b) and a == b
+
+
+def _is_type(value: Any, name: str) -> bool:
+    if name == "integer":
+        return not isinstance(value, bool) and (
+            isinstance(value, int) or (isinstance(value, float) and value.is_integer())
+        )
+    if name == "number":
+        return not isinstance(value, bool) and isinstance(value, (int, float))
+    expected = {"string": str, "object": dict, "array": list, "boolean": bool, "null": type(None)}.get(name)
+    return expected is not None and isinstance(value, expected)
+
+
+def validate_schema(instance: Any, schema: dict[str, Any], path: str = "$") -> list[str]:
+    """Check ``instance`` against the common subset of JSON Schema.
+
+    Covers the keywords in :data:`SCHEMA_KEYWORDS`. It is the fallback used when
+    the ``jsonschema`` package is not installed. Returns one message per problem
+    (empty when valid), each starting with the JSON path.
+
+    >>> validate_schema({"n": "3"}, {"properties": {"n": {"type": "integer", "minimum": 0}}})
+    ['$.n: expected integer, got "3"']
+    """
+    errors: list[str] = []
+    if schema is True or schema == {}:
+        return errors
+    if schema is False:
+        return [f"{path}: no value is allowed here"]
+    if "type" in schema:
+        types = schema["type"] if isinstance(schema["type"], list) else [schema["type"]]
+        if not any(_is_type(instance, t) for t in types):
+            return [f"{path}: expected {' or '.join(types)}, got {json.dumps(instance)[:40]}"]
+    if "enum" in schema and not any(json_equal(instance, e) for e in schema["enum"]):
+        errors.append(f"{path}: {json.dumps(instance)[:40]} is not one of {json.dumps(schema['enum'])[:80]}")
+    if "const" in schema and not json_equal(instance, schema["const"]):
+        errors.append(f"{path}: must equal {json.dumps(schema['const'])[:80]}")
+    if _is_type(instance, "number"):
+        for key, ok in (
+            ("minimum", lambda v, b: v >= b),
+            ("maximum", lambda v, b: v <= b),
+            ("exclusiveMinimum", lambda v, b: v > b),
+            ("exclusiveMaximum", lambda v, b: v < b),
+        ):
+            if key in schema and not ok(instance, schema[key]):
+                errors.append(f"{path}: {instance} violates {key} {schema[key]}")
+    if isinstance(instance, str):
+        if "minLength" in schema and len(instance) < schema["minLength"]:
+            errors.append(f"{path}: shorter than minLength {schema['minLength']}")
+        if "maxLength" in schema and len(instance) > schema["maxLength"]:
+            errors.append(f"{path}: longer than maxLength {schema['maxLength']}")
+        if "pattern" in schema and re.search(schema["pattern"], instance) is None:
+            errors.append(f"{path}: does not match pattern {schema['pattern']!r}")
+    if isinstance(instance, list):
+        if "minItems" in schema and len(instance) < schema["minItems"]:
+            errors.append(f"{path}: fewer than minItems {schema['minItems']}")
+        if "maxItems" in schema and len(instance) > schema["maxItems"]:
+            errors.append(f"{path}: more than maxItems {schema['maxItems']}")
+        items = schema.get("items")
+        if isinstance(items, (dict, bool)):
+            for i, item in enumerate(instance):
+                errors += validate_schema(item, items, f"{path}[{i}]")
+        elif isinstance(items, list):  # tuple form (draft 4-7)
+            for i, (item, sub) in enumerate(zip(instance, items, strict=False)):  # extra items are allowed
+                errors += validate_schema(item, sub, f"{path}[{i}]")
+    if isinstance(instance, dict):
+        for key in schema.get("required", []):
+            if key not in instance:
+                errors.append(f"{path}: missing required property {key!r}")
+        props = schema.get("properties", {})
+        extra = schema.get("additionalProperties", True)
+        for key, value in instance.items():
+            if key in props:
+                errors += validate_schema(value, props[key], f"{path}.{key}")
+            elif extra is False:
+                errors.append(f"{path}: unexpected property {key!r}")
+            elif isinstance(extra, dict):
+                errors += validate_schema(value, extra, f"{path}.{key}")
+    for sub in schema.get("allOf", []):
+        errors += validate_schema(instance, sub, path)
+    if "anyOf" in schema and all(validate_schema(instance, sub, path) for sub in schema["anyOf"]):
+        errors.append(f"{path}: matches none of anyOf")
+    return errors
+
+
+def _unsupported_keywords(schema: Any, found: set[str]) -> set[str]:
+    if isinstance(schema, dict):
+        found.update(k for k in schema if k not in SCHEMA_KEYWORDS and k not in _ANNOTATIONS)
+        for key, sub in schema.items():
+            if key in ("properties",) and isinstance(sub, dict):
+                for s in sub.values():
+                    _unsupported_keywords(s, found)
+            elif key in ("items", "additionalProperties") or key in ("anyOf", "allOf"):
+                for s in sub if isinstance(sub, list) else [sub]:
+                    _unsupported_keywords(s, found)
+    return found
+
+
+def _import_model(path: str) -> type:
+    module, sep, attr = path.partition(":")
+    if not sep:
+        module, _, attr = path.rpartition(".")
+    if not module or not attr:
+        raise ValueError(f"model {path!r}: expected 'package.module:Class' or 'package.module.Class'")
+    return getattr(importlib.import_module(module), attr)
+
+
+class JsonVerifier:
+    """The response is JSON, optionally of a given shape or equal to a reference.
+
+    The JSON is read from the last fenced block tagged ``json`` (or untagged),
+    else from the whole response. ``NaN``/``Infinity`` are rejected. Then, in
+    order: the JSON Schema (if given), the pydantic model (if given), and the
+    reference (if the row has one: a dict/list, or a JSON string) must all agree.
+    A reference that is not valid JSON makes the row ungradable (``skip``).
+
+    Schemas are checked with the ``jsonschema`` package when it is installed;
+    otherwise with :func:`validate_schema`, which covers the common keywords and
+    warns about the ones it ignores.
+
+    Args:
+        schema: A JSON Schema as a dict or JSON string.
+        model: A pydantic model class, or its import path (``"pkg.mod:Model"``).
+
+    >>> v = JsonVerifier(schema={"type": "object", "properties": {"a": {"enum": [1, 2]}}})
+    >>> v.verify('Here: {"a": 2}', None).reason
+    'fail: not JSON: Expecting value at line 1 column 1'
+    >>> v.verify('{"a": 2}', '{"a": 2}').passed
+    True
+    """
+
+    name = "json"
+
+    def __init__(self, schema: dict[str, Any] | str | None = None, model: type | str | None = None):
+        if isinstance(schema, str):
+            schema = json.loads(schema)
+        if schema is not None and not isinstance(schema, (dict, bool)):
+            raise ValueError(f"schema must be a JSON Schema object, got {type(schema).__name__}")
+        self.schema = schema
+        self.model = _import_model(model) if isinstance(model, str) else model
+        if self.model is not None and not hasattr(self.model, "model_validate"):
+            raise ValueError(f"model {self.model!r} is not a pydantic model class")
+        self._validator: Any = None
+        if schema is not None:
+            try:
+                import jsonschema
+            except ImportError:
+                ignored = _unsupported_keywords(schema, set())
+                if ignored:
+                    warnings.warn(
+                        f"JsonVerifier schema: keywords {sorted(ignored)} are not checked by the built-in "
+                        "validator; install `jsonschema` to check them",
+                        stacklevel=2,
+                    )
+            else:
+                jsonschema.validators.validator_for(schema).check_schema(schema)
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "_validator": None}  # rebuilt lazily in worker processes
+
+    def _schema_errors(self, obj: Any) -> list[str]:
+        try:
+            import jsonschema
+        except ImportError:
+            return validate_schema(obj, self.schema)  # type: ignore[arg-type]
+        if self._validator is None:
+            self._validator = jsonschema.validators.validator_for(self.schema)(self.schema)
+        return [
+            f"${''.join(f'[{p}]' if isinstance(p, int) else f'.{p}' for p in e.absolute_path)}: {e.message}"
+            for e in self._validator.iter_errors(obj)
+        ]
+
+    def verify(self, response: str, reference: Any = None) -> Verdict:
+        expected: Any = None
+        has_reference = reference is not None and reference != ""
+        if has_reference and isinstance(reference, str):
+            try:
+                expected = parse_json(reference)
+            except (ValueError, RecursionError) as exc:
+                return skipped(f"reference is not JSON: {exc}")
+        elif has_reference:
+            expected = reference
+        if (bad := _too_large(response)) is not None:
+            return bad
+        text = extract_json_text(response)
+        try:
+            obj = parse_json(text)
+        except json.JSONDecodeError as exc:
+            return failed("fail", f"not JSON: {exc.msg} at line {exc.lineno} column {exc.colno}", extracted=text[:200])
+        except (ValueError, RecursionError) as exc:
+            return failed("fail", f"not JSON: {exc}", extracted=text[:200])
+        if self.schema is not None:
+            try:
+                errors = self._schema_errors(obj)
+            except RecursionError:
+                errors = ["$: nested too deeply"]
+            if errors:
+                more = f" (+{len(errors) - 1} more)" if len(errors) > 1 else ""
+                return failed("fail", f"schema: {errors[0]}{more}", extracted=text[:200], errors=errors[:20])
+        if self.model is not None:
+            try:
+                self.model.model_validate(obj)
+            except Exception as exc:  # pydantic.ValidationError, or a validator that raised
+                first = exc.errors()[0] if hasattr(exc, "errors") else {"loc": (), "msg": str(exc)}
+                loc = ".".join(str(p) for p in first.get("loc", ())) or "$"
+                return failed("fail", f"model {self.model.__name__}: {loc}: {first.get('msg')}", extracted=text[:200])
+        if has_reference and not json_equal(obj, expected):
+            return failed("fail", "JSON differs from the reference", extracted=text[:200])
+        return passed("equals the reference" if has_reference else "valid JSON", extracted=text[:200])
+
+    def verify_batch(
+        self, responses: Sequence[str], references: Sequence[Any], workers: int | None = None
+    ) -> list[Verdict]:
+        return map_verify(self, responses, references, workers)
+
+    def as_reward(self, reference_field: str = "answer", **kwargs: Any) -> Callable[..., list[float | None]]:
+        """Reward for every row; rows with a reference must also equal it."""
+        return _reward_every_row(self, reference_field, **kwargs)
+
+
+# --------------------------------------------------------------------------- regex
+
+_FLAG_NAMES = {"IGNORECASE", "I", "MULTILINE", "M", "DOTALL", "S", "VERBOSE", "X", "ASCII", "A"}
+
+
+def _parse_flags(flags: int | str | Sequence[str]) -> int:
+    if isinstance(flags, int):
+        return flags
+    names = re.split(r"[|,\s]+", flags) if isinstance(flags, str) else list(flags)
+    value = 0
+    for n in (n.strip().upper().removeprefix("RE.") for n in names):
+        if not n:
+            continue
+        if n not in _FLAG_NAMES:
+            raise ValueError(f"unknown regex flag {n!r}; use one of {sorted(_FLAG_NAMES)}")
+        value |= getattr(re, n)
+    return value
+
+
+class RegexVerifier:
+    """The response matches a regular expression.
+
+    Uses ``re.search`` by default. With ``fullmatch=True`` the whole response,
+    stripped of surrounding whitespace, must match. The reference is ignored.
+    ``extracted`` is the matched text (group 1 if the pattern has groups).
+
+    Known gap: Python regexes cannot be interrupted, so a pattern prone to
+    catastrophic backtracking can still be slow on long responses. Patterns come
+    from the plan, not from the model; keep them simple.
+
+    Args:
+        pattern: The regular expression.
+        flags: ``re`` flags as an int, or names such as ``"IGNORECASE|DOTALL"``
+            (a list of names works too, for YAML).
+        fullmatch: Require the whole (stripped) response to match.
+
+    >>> RegexVerifier(r"answer: (\\d+)", flags="IGNORECASE").verify("Answer: 42", None).extracted
+    '42'
+    """
+
+    name = "regex"
+
+    def __init__(self, pattern: str, flags: int | str | Sequence[str] = 0, fullmatch: bool = False):
+        self.pattern = pattern
+        self.fullmatch = fullmatch
+        try:
+            self.regex = re.compile(pattern, _parse_flags(flags))
+        except re.error as exc:
+            raise ValueError(f"regex pattern {pattern!r}: {exc}") from None
+
+    def verify(self, response: str, reference: Any = None) -> Verdict:
+        if (bad := _too_large(response)) is not None:
+            return bad
+        m = self.regex.fullmatch(response.strip()) if self.fullmatch else self.regex.search(response)
+        if m is None:
+            how = "does not fully match" if self.fullmatch else "no match for"
+            return failed("fail", f"{how} /{self.pattern}/")
+        text = m.group(1) if self.regex.groups else m.group(0)
+        return passed(f"matched /{self.pattern}/", extracted=text)
+
+    def verify_batch(
+        self, responses: Sequence[str], references: Sequence[Any], workers: int | None = None
+    ) -> list[Verdict]:
+        return map_verify(self, responses, references, workers)
+
+    def as_reward(self, reference_field: str = "answer", **kwargs: Any) -> Callable[..., list[float | None]]:
+        """Reward for every row (the reference column is not needed)."""
+        return _reward_every_row(self, reference_field, **kwargs)
+
+
+# --------------------------------------------------------------------------- length
+
+
+class LengthVerifier:
+    """Character and word counts lie within the given bounds (inclusive).
+
+    Words are whitespace-separated runs. The reference is ignored. At least one
+    bound is required; a verifier with none would pass everything.
+
+    >>> LengthVerifier(max_words=3).verify("one two three four", None).reason
+    'fail: 4 words > max_words 3'
+    """
+
+    name = "length"
+
+    def __init__(
+        self,
+        min_chars: int | None = None,
+        max_chars: int | None = None,
+        min_words: int | None = None,
+        max_words: int | None = None,
+    ):
+        if all(b is None for b in (min_chars, max_chars, min_words, max_words)):
+            raise ValueError("LengthVerifier needs at least one of min_chars, max_chars, min_words, max_words")
+        for lo, hi, unit in ((min_chars, max_chars, "chars"), (min_words, max_words, "words")):
+            if lo is not None and hi is not None and lo > hi:
+                raise ValueError(f"min_{unit}={lo} is greater than max_{unit}={hi}")
+        self.min_chars, self.max_chars = min_chars, max_chars
+        self.min_words, self.max_words = min_words, max_words
+
+    def verify(self, response: str, reference: Any = None) -> Verdict:
+        if not isinstance(response, str):
+            return failed("fail", f"response is {type(response).__name__}, not text")
+        counts = {"chars": len(response), "words": len(response.split())}
+        for unit, lo, hi in (
+            ("chars", self.min_chars, self.max_chars),
+            ("words", self.min_words, self.max_words),
+        ):
+            n = counts[unit]
+            if lo is not None and n < lo:
+                return failed("fail", f"{n} {unit} < min_{unit} {lo}", **counts)
+            if hi is not None and n > hi:
+                return failed("fail", f"{n} {unit} > max_{unit} {hi}", **counts)
+        return passed(f"{counts['chars']} chars, {counts['words']} words", **counts)
+
+    def verify_batch(
+        self, responses: Sequence[str], references: Sequence[Any], workers: int | None = None
+    ) -> list[Verdict]:
+        return map_verify(self, responses, references, workers)
+
+    def as_reward(self, reference_field: str = "answer", **kwargs: Any) -> Callable[..., list[float | None]]:
+        """Reward for every row (the reference column is not needed)."""
+        return _reward_every_row(self, reference_field, **kwargs)
+
+
+# --------------------------------------------------------------------------- overlong
+
+
+class OverlongPenalty:
+    """DAPO's soft overlong punishment. **Its score is a penalty in [-1, 0].**
+
+    With ``L = max_length`` and ``C = cache_length``, a response of length ``n``
+    scores::
+
+        0                  if n <= L - C        (no penalty; passed)
+        (L - C - n) / C    if L - C < n <= L    (linear ramp down to -1)
+        -1                 if n > L
+
+    Add it to a :class:`verifiers.registry.Composite` with a *positive* weight
+    (the penalty is already negative), next to a correctness verifier, as DAPO
+    does. ``passed`` means "no penalty". Length is counted in characters, or in
+    tokens with ``unit="tokens"``.
+
+    In ``as_reward`` with ``unit="tokens"``, TRL's ``completion_ids`` give the
+    exact policy token counts, so no tokenizer is needed there. ``verify`` on
+    text needs one; without it the verdict is ``skip`` (ungradable).
+
+    Args:
+        max_length: ``L``, the length at which the penalty reaches -1.
+        cache_length: ``C``, the width of the ramp (0 makes it a step at ``L``).
+        unit: ``"chars"`` or ``"tokens"``.
+        tokenizer: For ``unit="tokens"``: an object with ``encode``, a callable
+            returning the tokens, or a name/path loaded with transformers on
+            first use.
+
+    >>> p = OverlongPenalty(max_length=100, cache_length=20)
+    >>> p.verify("x" * 90, None).score, p.verify("x" * 80, None).passed
+    (-0.5, True)
+    """
+
+    name = "overlong"
+
+    def __init__(self, max_length: int, cache_length: int, unit: str = "chars", tokenizer: Any = None):
+        if max_length <= 0:
+            raise ValueError(f"max_length must be > 0, got {max_length}")
+        if not 0 <= cache_length <= max_length:
+            raise ValueError(f"cache_length must be in [0, max_length={max_length}], got {cache_length}")
+        if unit not in ("chars", "tokens"):
+            raise ValueError(f"unit must be 'chars' or 'tokens', got {unit!r}")
+        self.max_length, self.cache_length, self.unit = max_length, cache_length, unit
+        self.tokenizer = tokenizer
+
+    def penalty(self, length: int) -> float:
+        """The penalty for a response of ``length`` units, in [-1, 0]."""
+        soft_start = self.max_length - self.cache_length
+        if length <= soft_start:
+            return 0.0
+        if length > self.max_length or self.cache_length == 0:
+            return -1.0
+        return (soft_start - length) / self.cache_length
+
+    def _length(self, response: str) -> int | None:
+        if self.unit == "chars":
+            return len(response)
+        tok = self.tokenizer
+        if tok is None:
+            return None
+        if isinstance(tok, str):
+            from transformers import AutoTokenizer  # lazy: only token-unit users need it
+
+            tok = self.tokenizer = AutoTokenizer.from_pretrained(tok)
+        if hasattr(tok, "encode"):
+            try:
+                return len(tok.encode(response, add_special_tokens=False))
+            except TypeError:
+                return len(tok.encode(response))
+        return len(tok(response))
+
+    def _verdict(self, length: int) -> Verdict:
+        p = self.penalty(length)
+        detail = f"{length} {self.unit} (soft limit {self.max_length - self.cache_length}, hard {self.max_length})"
+        if p == 0.0:
+            return passed(detail, score=0.0, length=length)
+        return failed("fail", f"overlong: {detail}", score=p, length=length)
+
+    def verify(self, response: str, reference: Any = None) -> Verdict:
+        if not isinstance(response, str):
+            return failed("fail", f"response is {type(response).__name__}, not text")
+        length = self._length(response)
+        if length is None:
+            return skipped("unit='tokens' needs a tokenizer (as_reward reads TRL's completion_ids instead)")
+        return self._verdict(length)
+
+    def verify_batch(
+        self, responses: Sequence[str], references: Sequence[Any], workers: int | None = None
+    ) -> list[Verdict]:
+        return map_verify(self, responses, references, workers)
+
+    def as_reward(
+        self, reference_field: str = "answer", name: str | None = None, workers: int | None = 1
+    ) -> Callable[..., list[float | None]]:
+        """Penalty for every row; token lengths come from ``completion_ids`` when given."""
+        by_text = _reward_every_row(self, None, name, workers)
+
+        def reward(prompts: Any = None, completions: Sequence[Any] = (), **columns: Any) -> list[float | None]:
+            ids = columns.get("completion_ids")
+            if self.unit == "tokens" and ids is not None:
+                return [self.penalty(len(row)) for row in ids]
+            return by_text(prompts=prompts, completions=completions)
+
+        reward.__name__ = by_text.__name__
+        return reward
+
+
+# --------------------------------------------------------------------------- exact match
+
+_ANSWER_TAG = re.compile(r"<answer>(.*?)</answer>", re.DOTALL | re.IGNORECASE)
+_ANSWER_PREFIX = re.compile(r"^[\W_]*(?:final\s+)?answer\b(?:\s+is\b)?\s*[:：]?[*_\s]*", re.IGNORECASE)
+
+
+def extract_short_answer(response: str) -> str:
+    """The last ``<answer>`` block, else the last non-empty line minus an "Answer:" prefix."""
+    tagged = _ANSWER_TAG.findall(response)
+    if tagged:
+        return tagged[-1].strip()
+    lines = [line.strip() for line in response.splitlines() if line.strip()]
+    if not lines:
+        return ""
+    return _ANSWER_PREFIX.sub("", lines[-1], count=1).strip() or lines[-1]
+
+
+def normalize_answer(text: str, case_sensitive: bool = False, strip_punctuation: bool = True) -> str:
+    """Normalise a short answer for comparison.
+
+    Applies NFKC, optional case folding, optional punctuation removal (keeping a
+    decimal point between digits and a minus sign before a number), and
+    collapses whitespace.
+
+    >>> normalize_answer("  (B) Positive! ")
+    'b positive'
+    >>> normalize_answer("-3.5.")
+    '-3.5'
+    """
+    s = unicodedata.normalize("NFKC", text)
+    if not case_sensitive:
+        s = s.casefold()
+    if strip_punctuation:
+        kept = []
+        for i, ch in enumerate(s):
+            if unicodedata.category(ch).startswith("P"):
+                prev = s[i - 1] if i else " "
+                nxt = s[i + 1] if i + 1 < len(s) else " "
+                decimal = ch == "." and prev.isdigit() and nxt.isdigit()
+                minus = ch == "-" and not prev.isalnum() and nxt.isdigit()
+                if not (decimal or minus):
+                    continue
+            kept.append(ch)
+        s = "".join(kept)
+    return " ".join(s.split())
+
+
+class ExactMatchVerifier:
+    """A short answer equals the reference after normalisation.
+
+    For classification labels and short answers. The answer is the last
+    ``<answer>`` block if there is one, else the last non-empty line (with an
+    "Answer:" prefix dropped). The reference is a string or a list of accepted
+    strings; a missing or empty reference makes the row ungradable (``skip``).
+
+    Args:
+        case_sensitive: Compare case as written.
+        strip_punctuation: Drop punctuation before comparing (see
+            :func:`normalize_answer`).
+
+    >>> v = ExactMatchVerifier()
+    >>> v.verify("Let me think.\\nAnswer: Positive.", ["positive", "pos"]).reason
+    "pass: matches 'positive'"
+    """
+
+    name = "exact"
+
+    def __init__(self, case_sensitive: bool = False, strip_punctuation: bool = True):
+        self.case_sensitive = case_sensitive
+        self.strip_punctuation = strip_punctuation
+
+    def _norm(self, text: str) -> str:
+        return normalize_answer(text, self.case_sensitive, self.strip_punctuation)
+
+    def verify(self, response: str, reference: Any) -> Verdict:
+        refs = reference if isinstance(reference, (list, tuple)) else [reference]
+        accepted = [str(r) for r in refs if r is not None and not (isinstance(r, float) and math.isnan(r))]
+        accepted = [r for r in accepted if self._norm(r)]
+        if not accepted:
+            return skipped("no usable reference answer")
+        if (bad := _too_large(response)) is not None:
+            return bad
+        answer = extract_short_answer(response)
+        got = self._norm(answer)
+        if not got:
+            return failed("fail", "no answer", extracted=answer)
+        for r in accepted:
+            if got == self._norm(r):
+                return passed(f"matches {r!r}", extracted=answer)
+        shown = accepted[0] if len(accepted) == 1 else accepted
+        return failed("fail", f"{answer[:80]!r} is not {shown!r}", extracted=answer)
+
+    def verify_batch(
+        self, responses: Sequence[str], references: Sequence[Any], workers: int | None = None
+    ) -> list[Verdict]:
+        return map_verify(self, responses, references, workers)
+
+    def as_reward(self, reference_field: str = "answer", **kwargs: Any) -> Callable[..., list[float | None]]:
+        """Reward per row; rows without a reference get ``None``."""
+        return make_reward(self, reference_field, **kwargs)
