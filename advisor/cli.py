@@ -234,6 +234,74 @@ def run(plan_file: Path, run_dir: Path | None, only: str | None, fresh: bool) ->
     run_plan(plan_file, run_dir=run_dir, only=only, fresh=fresh)
 
 
+@main.command(context_settings=CONTEXT)
+@click.option("--verifier", "verifier_name", required=True, help="Verifier name: math, code, game24, json, exact, ...")
+@click.option(
+    "--data", "data_file", required=True, type=click.Path(dir_okay=False, path_type=Path), help="JSONL or Parquet."
+)
+@click.option("--response-field", default="response", show_default=True, help="Field holding the model output.")
+@click.option("--reference-field", default="answer", show_default=True, help="Field holding the reference.")
+@click.option("--option", "options", multiple=True, metavar="KEY=VALUE", help="Verifier option; repeatable.")
+@click.option(
+    "--out", "out_file", type=click.Path(dir_okay=False, path_type=Path), help="Write rows + verdicts as JSONL."
+)
+@click.option("--workers", type=click.IntRange(min=1), help="Parallel workers (default: one per core).")
+def verify(
+    verifier_name: str,
+    data_file: Path,
+    response_field: str,
+    reference_field: str,
+    options: tuple[str, ...],
+    out_file: Path | None,
+    workers: int | None,
+) -> None:
+    """Score every row of a JSONL/Parquet file with a verifier and print a summary.
+
+    The summary gives the pass rate over gradable rows and counts by status
+    (pass, fail, timeout, too_large, error, skip = could not grade).
+
+    \b
+    Examples:
+      advisor verify --verifier math --data samples.jsonl
+      advisor verify --verifier code --data programs.jsonl --response-field completion --reference-field tests
+      advisor verify --verifier game24 --data puzzles.jsonl --option rule=rank --out scored.jsonl
+    """
+    import json
+
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    import verifiers
+    from advisor.questionnaire import parse_set
+    from advisor.render import write_atomic
+    from advisor.scoring import read_rows, score_rows, summarize
+
+    try:
+        verifier = verifiers.get(verifier_name, **parse_set(options))
+    except verifiers.UnknownVerifier as exc:
+        raise InputError(str(exc)) from None
+    except TypeError as exc:
+        raise InputError(f"--option: {exc}") from None
+    rows = read_rows(data_file)
+    console = Console(stderr=True)
+    columns = [TextColumn("verifying"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn()]
+    with Progress(*columns, console=console) as bar:
+        task = bar.add_task("verify", total=len(rows))
+        verdicts = score_rows(verifier, rows, response_field, reference_field, workers, lambda n: bar.advance(task, n))
+    summary = summarize(verdicts)
+    if out_file:
+        lines = [
+            json.dumps({**row, "verdict": v.to_dict()}, default=str) for row, v in zip(rows, verdicts, strict=True)
+        ]
+        write_atomic(out_file, "\n".join(lines) + ("\n" if lines else ""))
+    click.echo(
+        f"{data_file}: {summary['passed']}/{summary['graded']} passed ({summary['pass_rate']:.1%}) "
+        f"of {summary['rows']} rows"
+    )
+    for status, count in summary["by_status"].items():
+        click.echo(f"  {status}: {count}")
+
+
 def run_cli() -> None:  # pragma: no cover - console entry for python -m
     main(prog_name="advisor")
 

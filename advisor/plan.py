@@ -131,7 +131,10 @@ class RejectionSampleStage(Sampling):
     samples: int = Field(default=16, ge=1)
     max_per_prompt: int = Field(default=10, ge=1)
     dedupe: bool = True
-    rounds: int = Field(default=1, ge=1)
+    keep: Literal["verified", "all"] = Field(
+        default="verified",
+        description="all: keep unverified samples too (a control run that shows what the verifier buys)",
+    )
 
 
 class TrainBase(StageBase):

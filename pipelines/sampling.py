@@ -128,3 +128,25 @@ def per_prompt_counts(rows: list[dict[str, Any]], num_prompts: int) -> list[tupl
             n[r["prompt_index"]] += 1
             c[r["prompt_index"]] += int(bool(r["passed"]))
     return list(zip(n, c, strict=True))
+
+
+TRAIN_KINDS = ("sft", "psft", "dpo", "grpo", "rloo")
+
+
+def current_policy(ctx: Any) -> str:
+    """The model the pipeline is improving: the last earlier training stage's ``model/``, else the base."""
+    found = ctx.earlier_stage(*TRAIN_KINDS)
+    if found is not None:
+        return str(found[1] / "model")
+    return ctx.plan.models.base
+
+
+def probe_settings(ctx: Any) -> tuple[Any, str]:
+    """The probe's options and the prompt style it settled on (``direct`` or ``cot``)."""
+    from pipelines.artifacts import read_json
+
+    found = ctx.earlier_stage("probe")
+    if found is None:
+        return None, "cot" if ctx.plan.route == "rft" else "direct"
+    options, folder = found
+    return options, read_json(folder / "metrics.json").get("style", "direct")
