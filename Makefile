@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test lint
+.PHONY: setup demo test lint browser
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -19,8 +19,13 @@ setup: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/advisor plan --answers examples/answers/gsm-mini.yaml --no-input --out demo-out --force
 
+# Headless Chromium checks the HTML report in a slow test (Debian package; needs root/apt).
+browser:
+	@command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium >/dev/null) \
+		|| echo "chromium not installed: the report's browser test will skip outside CI"
+
 # All tiers but gpu (gpu tests are collected and skip cleanly without CUDA).
-test: $(STAMP)
+test: $(STAMP) browser
 	$(BIN)/python -m pytest -m "slow or not slow" -p no:cacheprovider
 
 lint: $(STAMP)

@@ -72,6 +72,7 @@ class Data(Strict):
     eval: str | None = None
     prompt_field: str = "question"
     answer_field: str = "answer"
+    solution_field: str | None = Field(default="solution", description="gold worked solutions, if the data has them")
     chosen_field: str = "chosen"
     rejected_field: str = "rejected"
     general: str | None = Field(default=None, description="general prompts mixed into RL pools")

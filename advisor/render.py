@@ -50,7 +50,7 @@ def environment():
         keep_trailing_newline=True,
         trim_blocks=True,
         lstrip_blocks=True,
-        autoescape=jinja2.select_autoescape(enabled_extensions=("html",), default_for_string=False),
+        autoescape=jinja2.select_autoescape(enabled_extensions=("html", "html.j2"), default_for_string=False),
     )
     env.filters.update(to_yaml=to_yaml, yaml_item=yaml_item, answer=answer_text)
     return env

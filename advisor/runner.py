@@ -248,7 +248,18 @@ def run_plan(
         raise Interrupted("interrupted: finished shards are kept; run the same command to resume") from None
     finally:
         _print_summary(console, summary, run_dir)
+        _write_report(plan, run_dir, console)
     return summary
+
+
+def _write_report(plan: Plan, run_dir: Path, console: Any) -> None:
+    """report.html and report.md for whatever stages have finished (gate stops included)."""
+    if not any((run_dir / name / "manifest.json").exists() for name in plan.stage_dirs()):
+        return
+    from pipelines.report import write_report
+
+    html, _ = write_report(plan, run_dir)
+    console.print(f"report: {html}")
 
 
 def _prepare_dir(folder: Path, config_hash: str, inputs: dict[str, str], fresh: bool) -> None:

@@ -1,0 +1,232 @@
+"""Stage ``synthesize``: a stronger teacher writes solutions; a judge panel keeps the agreed ones.
+
+For every training prompt without a gold solution, the teacher writes ``samples``
+candidate solutions. Each candidate is labelled by every judge model (a rubric
+prompt asking for ``{"pass", "score", "reason"}``) and, on a verifiable task, by
+the plan's verifier as one more judge. A pair is kept when the panel agrees
+(``majority``, ``unanimous`` or ``mean_score >= threshold``); with
+``require_verifier`` no pair passes on votes alone if the verifier rejects it.
+Three small judges from different families, voting, agree with humans better
+than one large judge (PoLL, Verga et al. 2024); when their agreement (Fleiss'
+kappa) is below moderate the stage warns, because then the labels are noise.
+
+Optionally ``new_prompts`` more prompts are written by the teacher from few-shot
+seed examples (``templates/synthesize_prompts.j2``) and de-duplicated against the
+seeds. Kept pairs are curated (secrets and e-mails removed, length filter,
+near-duplicates dropped, answer-style uniformity report, eval contamination check).
+
+Inputs: ``data.train`` (prompts, gold answers, optional ``data.solution_field``),
+``models.teacher``, ``models.judges``, the plan's verifier.
+Outputs: ``pairs.jsonl`` (every candidate with every vote and the verdict),
+``sft.jsonl`` (kept pairs in TRL prompt/completion form), ``metrics.json``.
+Run alone: ``advisor run plan.yaml --only synthesize``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pipelines import curation
+from pipelines.artifacts import write_jsonl
+from pipelines.data import load_rows, render_prompts
+from pipelines.judging import VERIFIER, aggregate, agreement_report, judge_pairs, provenance, verifier_label
+from pipelines.sampling import generator_for, probe_settings, sample_and_verify, verifier_for
+
+
+class PlainPrompts:
+    """Adapts chat-message prompts to plain text for models without a chat template."""
+
+    def __init__(self, generator: Any):
+        self.generator = generator
+
+    def generate(self, prompts: list[Any], **kwargs: Any) -> list[list[str]]:
+        texts = [p if isinstance(p, str) else "\n".join(m["content"] for m in p) for p in prompts]
+        return self.generator.generate(texts, **kwargs)
+
+
+def load_prompts(ctx: Any) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Training rows split into (needs a teacher solution, already has a gold solution)."""
+    plan = ctx.plan
+    rows = load_rows(plan.data.train, ctx.plan_dir, fields=(plan.data.prompt_field,), label="data.train")
+    field = plan.data.solution_field
+    gold = [r for r in rows if field and str(r.get(field) or "").strip()]
+    todo = [r for r in rows if not (field and str(r.get(field) or "").strip())]
+    return todo, gold
+
+
+def new_prompts(ctx: Any, teacher: Any, seeds: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Ask the teacher for ``new_prompts`` more questions in the style of the seeds (no answers)."""
+    from advisor.render import render
+
+    opts, plan = ctx.stage, ctx.plan
+    if not opts.new_prompts or not seeds:
+        return []
+    examples = [s[plan.data.prompt_field] for s in seeds[:8]]
+    text = render("synthesize_prompts.j2", examples=examples, task_kind=plan.task.kind)
+    prompt = [{"role": "user", "content": text}] if plan.models.chat else text
+    outputs = teacher.generate(
+        [prompt],
+        n=opts.new_prompts,
+        temperature=1.0,
+        top_p=opts.top_p,
+        max_new_tokens=opts.max_new_tokens,
+        seed=opts.seed,
+    )[0]
+    candidates = [
+        {plan.data.prompt_field: o.strip().splitlines()[0].strip(), "synthetic_prompt": True}
+        for o in outputs
+        if o.strip()
+    ]
+    pool = [{plan.data.prompt_field: q, "seed": True} for q in examples] + candidates
+    kept, _ = curation.dedupe_near(pool, plan.data.prompt_field)
+    return [r for r in kept if r.get("synthetic_prompt")]
+
+
+def judge(ctx: Any, candidates: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Every judge's label for every candidate, plus the verifier's when the task is verifiable."""
+    plan, opts = ctx.plan, ctx.stage
+    judges = {}
+    for i, name in enumerate(plan.models.judges):
+        gen = generator_for(ctx, name)
+        judges[f"judge{i + 1}:{name.rstrip('/').split('/')[-1]}"] = gen if plan.models.chat else PlainPrompts(gen)
+    pairs = [{"question": c["question"], "answer": c["sample"], "reference": c["reference"]} for c in candidates]
+    with ctx.progress("judging", total=max(1, len(judges)), unit="judges") as advance:
+        votes: list[dict[str, Any]] = [{} for _ in pairs]
+        for name, gen in judges.items():
+            for row, labels in zip(
+                votes, judge_pairs({name: gen}, pairs, opts.rubric, plan.task.kind, seed=opts.seed), strict=True
+            ):
+                row.update(labels)
+            advance(1)
+    if plan.answers.verifiable:
+        for row, c in zip(votes, candidates, strict=True):
+            row[VERIFIER] = verifier_label(c["verdict"])
+    return votes
+
+
+def curate(ctx: Any, kept: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[dict[str, Any]], dict[str, Any]]:
+    plan = ctx.plan
+    logs = []
+    rows, log = curation.remove_sensitive(kept, keys=("prompt_text", "completion"))
+    logs.append(log)
+    rows, log = curation.filter_length(rows, "completion", min_chars=1, max_chars=20_000)
+    logs.append(log)
+    rows, log = curation.dedupe_exact(rows, "dedupe_key")
+    logs.append(log)
+    style = curation.style_report([r["completion"] for r in rows])
+    contamination: dict[str, Any] = {}
+    if plan.data.eval:
+        eval_rows = load_rows(plan.data.eval, ctx.plan_dir, fields=(plan.data.prompt_field,), label="data.eval")
+        contamination = curation.contamination(rows, eval_rows, "prompt_text", plan.data.prompt_field)
+    return rows, [log_to_dict(entry) for entry in logs], {"style": style, "contamination": contamination}
+
+
+def log_to_dict(log: Any) -> dict[str, Any]:
+    return {"name": log.name, "rows_in": log.rows_in, "rows_out": log.rows_out}
+
+
+def run(ctx: Any) -> Any:
+    from advisor.runner import StageResult
+
+    plan, opts = ctx.plan, ctx.stage
+    todo, gold = load_prompts(ctx)
+    teacher = generator_for(ctx, plan.models.teacher)
+    todo = todo + new_prompts(ctx, teacher, todo + gold)
+    probe, style = probe_settings(ctx)
+    template = opts.prompt_template or getattr(probe, "prompt_template", None)
+    prompts = render_prompts(todo, plan.data.prompt_field, style, plan.task.kind, plan.models.chat, template)
+    refs = [r.get(plan.data.answer_field) for r in todo]
+    verifier = verifier_for(plan)
+    samples = sample_and_verify(
+        ctx, teacher, verifier, prompts, refs, ctx.dir / "shards", opts.samples, opts, label="teacher"
+    )
+    candidates = [
+        {
+            **s,
+            "question": todo[s["prompt_index"]][plan.data.prompt_field],
+            "verdict": _verdict(s),
+        }
+        for s in samples
+    ]
+    votes = judge(ctx, candidates)
+    require = (VERIFIER,) if opts.require_verifier and plan.answers.verifiable else ()
+    out_rows, kept = [], []
+    for c, v in zip(candidates, votes, strict=True):
+        decision = aggregate(v, method=opts.aggregation, threshold=opts.threshold, require=require)
+        record = {
+            "prompt_index": c["prompt_index"],
+            "question": c["question"],
+            "answer": c["sample"],
+            "reference": c["reference"],
+            "teacher": plan.models.teacher,
+            "kept": decision.kept,
+            **provenance(v, decision),
+        }
+        out_rows.append(record)
+        if decision.kept:
+            kept.append(
+                {
+                    "prompt": c["prompt"],
+                    "completion": c["sample"],
+                    "prompt_text": c["question"],
+                    "dedupe_key": f"{c['prompt_index']}\x00{' '.join(c['sample'].split())}",
+                    "source": "teacher",
+                }
+            )
+    agreement = agreement_report(votes)
+    curated, curation_log, reports = curate(ctx, kept)
+    gold_rows = [
+        {"prompt": p, "completion": r[plan.data.solution_field], "source": "gold"}
+        for r, p in zip(
+            gold,
+            render_prompts(gold, plan.data.prompt_field, style, plan.task.kind, plan.models.chat, template),
+            strict=True,
+        )
+    ]
+    sft_rows = [{k: r[k] for k in ("prompt", "completion", "source")} for r in curated] + gold_rows
+
+    write_jsonl(ctx.dir / "pairs.jsonl", out_rows)
+    write_jsonl(ctx.dir / "sft.jsonl", sft_rows)
+    metrics = {
+        "teacher": plan.models.teacher,
+        "judges": list(plan.models.judges),
+        "prompts": len(todo),
+        "gold_rows": len(gold),
+        "candidates": len(candidates),
+        "verifier_pass_rate": sum(c["passed"] for c in candidates) / len(candidates) if candidates else 0.0,
+        "kept": len(kept),
+        "kept_after_curation": len(curated),
+        "aggregation": opts.aggregation,
+        "require_verifier": bool(require),
+        "agreement": {
+            "fleiss": agreement["fleiss"]["kappa"],
+            "reading": agreement["fleiss"]["reading"],
+            "pairwise": {k: p["kappa"] for k, p in agreement["pairwise"].items()},
+            "per_rater": agreement["per_rater"],
+            "warning": agreement["warning"],
+            "note": agreement["note"],
+        },
+        "curation": curation_log,
+        **reports,
+    }
+    fleiss = agreement["fleiss"]["kappa"]
+    ctx.console.print(
+        f"  teacher wrote {len(candidates)} candidates for {len(todo)} prompts; panel kept {len(kept)} "
+        f"({len(curated)} after curation); Fleiss' kappa "
+        f"{'n/a' if fleiss is None else f'{fleiss:.2f}'} ({agreement['fleiss']['reading']})"
+    )
+    if agreement["warning"]:
+        ctx.console.print(f"  [yellow]warning: {agreement['warning']}[/yellow]")
+    if reports["style"].get("warning"):
+        ctx.console.print(f"  [yellow]warning: {reports['style']['warning']}[/yellow]")
+    return StageResult(
+        metrics=metrics,
+        outputs={"pairs": ctx.dir / "pairs.jsonl", "sft": ctx.dir / "sft.jsonl"},
+        summary=f"{len(curated)}/{len(candidates)} teacher pairs kept by the panel",
+    )
+
+
+def _verdict(sample: dict[str, Any]) -> Any:
+    from verifiers.base import Verdict
+
+    return Verdict(sample["passed"], sample["score"], sample["reason"], sample["extracted"])
