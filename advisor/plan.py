@@ -124,6 +124,7 @@ class SynthesizeStage(Sampling):
     threshold: float = Field(default=7.0, ge=0, le=10)
     require_verifier: bool = True
     rubric: str | None = None
+    judge_max_new_tokens: int = Field(default=256, ge=1, description="room for the judge's JSON label")
     new_prompts: int = Field(default=0, ge=0)
 
 
@@ -318,6 +319,12 @@ def semantic_problems(plan: Plan, base_dir: Path | None = None, check_files: boo
             problems.append(f"stages[{i}].reward: 'reward_model' needs a reward_model stage before it")
         if s.kind == "synthesize" and not plan.models.teacher:
             problems.append(f"stages[{i}]: synthesize needs models.teacher")
+        if s.kind == "synthesize" and s.rubric is not None:
+            from pipelines.judging import rubric_problem
+
+            problem = rubric_problem(s.rubric)
+            if problem:
+                problems.append(f"stages[{i}].rubric: {problem}")
     if plan.models.backend == "openai" and not plan.models.base_url:
         problems.append("models.base_url: required when models.backend is 'openai'")
     if check_files:

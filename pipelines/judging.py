@@ -22,8 +22,9 @@ Ties and abstentions, in one place (every rule is applied after the veto below):
 
 * ``require`` (e.g. ``("verifier",)``): a required voter that fails, abstains or is
   missing vetoes the pair, whatever the others say.
-* Abstentions are left out of every count. Fewer than ``min_votes`` non-abstaining
-  votes (default 1) rejects; in particular, all abstaining rejects.
+* Abstentions are left out of the tallies. Fewer than ``min_votes`` non-abstaining
+  votes (default 1) rejects; in particular, all abstaining rejects. A label with a
+  score but no pass/fail counts only for ``mean_score``.
 * ``majority``: kept when passes > fails, strictly. A tie rejects.
 * ``unanimous``: kept when no vote fails (and at least ``min_votes`` voted).
 * ``mean_score``: kept when the mean score of the non-abstaining votes is
@@ -77,7 +78,7 @@ _SCORE_KEYS = ("score", "rating", "grade")
 _REASON_KEYS = ("reason", "reasoning", "explanation", "rationale", "justification")
 _PY_LITERAL = {"true": "True", "false": "False", "null": "None"}
 _FLAT_OBJECT = re.compile(r"\{[^{}]*\}")
-_THINK = re.compile(r"<think>.*?</think>", re.S | re.I)
+_THINK = re.compile(r"<think>.*?(?:</think>|\Z)", re.S | re.I)  # an unclosed block runs to the end
 _FENCE = re.compile(r"```[a-zA-Z]*\s*\n?(.*?)```", re.S)
 _KV_PASS = re.compile(
     r"\b(?:pass|passed|verdict|correct|label|decision|judge?ment|result)\"?\s*[:=]\s*[*\"'`]*\s*"
@@ -233,7 +234,7 @@ def parse_label(text: str | None) -> Label:
     Tried in order: the last JSON object (in a code fence or in prose; trailing commas
     and Python literals such as ``True`` are tolerated) holding a pass or score key;
     ``pass: yes`` / ``score: 8/10`` lines; a reply whose first word is yes/no/pass/fail.
-    ``<think>...</think>`` blocks are ignored. A score outside 0-10 is dropped (``None``).
+    ``<think>...</think>`` blocks (and an unclosed ``<think>`` to the end) are ignored. A score outside 0-10 is dropped (``None``).
     A score without a pass/fail vote stays a score: :func:`aggregate` uses it only for
     ``mean_score``.
 

@@ -94,7 +94,16 @@ def judge(ctx: Any, candidates: list[dict[str, Any]]) -> list[dict[str, Any]]:
         votes: list[dict[str, Any]] = [{} for _ in pairs]
         for name, gen in judges.items():
             for row, labels in zip(
-                votes, judge_pairs({name: gen}, pairs, opts.rubric, plan.task.kind, seed=opts.seed), strict=True
+                votes,
+                judge_pairs(
+                    {name: gen},
+                    pairs,
+                    opts.rubric,
+                    plan.task.kind,
+                    max_new_tokens=opts.judge_max_new_tokens,
+                    seed=opts.seed,
+                ),
+                strict=True,
             ):
                 row.update(labels)
             advance(1)
@@ -118,11 +127,7 @@ def curate(ctx: Any, kept: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], 
     if plan.data.eval:
         eval_rows = load_rows(plan.data.eval, ctx.plan_dir, fields=(plan.data.prompt_field,), label="data.eval")
         contamination = curation.contamination(rows, eval_rows, "prompt_text", plan.data.prompt_field)
-    return rows, [log_to_dict(entry) for entry in logs], {"style": style, "contamination": contamination}
-
-
-def log_to_dict(log: Any) -> dict[str, Any]:
-    return {"name": log.name, "rows_in": log.rows_in, "rows_out": log.rows_out}
+    return rows, [entry.to_dict() for entry in logs], {"style": style, "contamination": contamination}
 
 
 def run(ctx: Any) -> Any:
