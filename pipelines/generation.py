@@ -229,8 +229,9 @@ class HFGenerator:
                     temperature=temperature,
                     top_p=top_p,
                     max_new_tokens=max_new_tokens,
-                    # Seeded per batch offset, so a retried batch draws the same numbers.
-                    seed=None if seed is None else seed + pos,
+                    # Seeded per batch offset, so a retried batch draws the same numbers;
+                    # the multiplier keeps calls seeded 0, 1, 2... (one per shard) apart.
+                    seed=None if seed is None else (seed * 1_000_003 + pos) % 2**63,
                     stop=stop,
                 )
             except RuntimeError as err:
@@ -496,11 +497,16 @@ class OpenAIGenerator:
                     done += 1
                     if self.on_progress is not None:
                         self.on_progress(done)
-            except BaseException:
+            except BaseException as err:
                 # Fail fast: queued requests never start, running ones stop retrying.
                 self._abort.set()
                 for future in futures:
                     future.cancel()
+                if isinstance(err, _Aborted):
+                    # A request that stopped because another failed finished first:
+                    # raise the failure itself.
+                    pool.shutdown(wait=True)
+                    raise _first_real_error(futures)  # noqa: B904 (keeps its own cause)
                 raise
         return results
 
@@ -559,6 +565,16 @@ class OpenAIGenerator:
                     f"request rejected by {self.where} (HTTP {err.status_code}): {_describe(err)}"
                 ) from err
         raise AssertionError("unreachable")  # the loop returns or raises
+
+
+def _first_real_error(futures: Any) -> BaseException:
+    for future in futures:
+        if future.cancelled():
+            continue
+        error = future.exception()
+        if error is not None and not isinstance(error, _Aborted):
+            return error
+    return GenerationError("generation was abandoned")  # not reached: an abort has a cause
 
 
 def _describe(err: Exception) -> str:

@@ -13,6 +13,7 @@ and error paths of a client are testable offline::
     with OpenAIServer(reply=..., fail_first=[500]) as server:   # one 500, then fine
     with OpenAIServer(reply=..., always_status=401) as server:  # every request 401
     with OpenAIServer(model_dir="runs/teacher", model_name="teacher") as server: ...
+    with OpenAIServer(reply=lambda messages, model: ..., model_name=("judge-a", "judge-b")): ...
 
 What it is not: a production server. It binds 127.0.0.1 on a free port, handles one
 HF generation at a time (a lock), ignores streaming, tools and logprobs, and reports zero
@@ -21,6 +22,7 @@ token usage. Use ``vllm serve`` for real serving.
 
 from __future__ import annotations
 
+import inspect
 import json
 import threading
 import time
@@ -30,7 +32,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-Reply = Callable[[list[dict[str, str]]], str]
+# reply(messages) or reply(messages, model): one reply text per call.
+Reply = Callable[..., str]
 
 
 class OpenAIServer:
@@ -40,9 +43,11 @@ class OpenAIServer:
 
     Args:
         model_dir: A model directory to answer with, through ``HFGenerator``.
-        reply: Or a function from the request's messages to one reply text; called once
-            per choice. Exactly one of ``model_dir`` and ``reply`` is required.
-        model_name: The only model name served; others get a 404 ``model_not_found``.
+        reply: Or a function from the request's messages (and, if it takes a second
+            argument, the requested model name) to one reply text; called once per
+            choice. Exactly one of ``model_dir`` and ``reply`` is required.
+        model_name: The model name served, or several names (a judge panel served by
+            one scripted function); others get a 404 ``model_not_found``.
         api_key: If set, requests must carry ``Authorization: Bearer <api_key>`` or get
             a 401.
         fail_first: Status codes answered, in order, to the first chat requests
@@ -63,7 +68,7 @@ class OpenAIServer:
         model_dir: str | Path | None = None,
         *,
         reply: Reply | None = None,
-        model_name: str = "tiny",
+        model_name: str | Sequence[str] = "tiny",
         api_key: str | None = None,
         fail_first: Sequence[int] = (),
         always_status: int | None = None,
@@ -74,7 +79,9 @@ class OpenAIServer:
             raise ValueError("give exactly one of model_dir and reply")
         self.model_dir = model_dir
         self.reply = reply
-        self.model_name = model_name
+        self.model_names = (model_name,) if isinstance(model_name, str) else tuple(model_name)
+        self.model_name = self.model_names[0]
+        self._reply_takes_model = reply is not None and _takes_two_arguments(reply)
         self.api_key = api_key
         self.fail_first = list(fail_first)
         self.always_status = always_status
@@ -147,7 +154,8 @@ class OpenAIServer:
             return injected, _error(injected, f"injected failure (HTTP {injected})")
         if not self._auth_ok(auth):
             return 401, _error(401, "Incorrect API key provided.", code="invalid_api_key")
-        if body.get("model") != self.model_name:
+        model = body.get("model")
+        if model not in self.model_names:
             return 404, _error(404, f"The model '{body.get('model')}' does not exist.", code="model_not_found")
         messages = body.get("messages")
         if not isinstance(messages, list) or not messages:
@@ -158,7 +166,8 @@ class OpenAIServer:
         if self._generator is not None:
             texts = self._generate(body, messages, n)
         else:
-            texts = [self.reply(messages) for _ in range(n)]
+            args = (messages, model) if self._reply_takes_model else (messages,)
+            texts = [self.reply(*args) for _ in range(n)]
         choices = [
             {"index": i, "message": {"role": "assistant", "content": t}, "finish_reason": "stop", "logprobs": None}
             for i, t in enumerate(texts)
@@ -167,7 +176,7 @@ class OpenAIServer:
             "id": f"chatcmpl-{uuid.uuid4().hex[:12]}",
             "object": "chat.completion",
             "created": int(time.time()),
-            "model": self.model_name,
+            "model": model,
             "choices": choices,
             "usage": {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0},
         }
@@ -193,8 +202,17 @@ class OpenAIServer:
     def _models(self, auth: str | None) -> tuple[int, dict[str, Any]]:
         if not self._auth_ok(auth):
             return 401, _error(401, "Incorrect API key provided.", code="invalid_api_key")
-        model = {"id": self.model_name, "object": "model", "created": 0, "owned_by": "advisor"}
-        return 200, {"object": "list", "data": [model]}
+        models = [{"id": name, "object": "model", "created": 0, "owned_by": "advisor"} for name in self.model_names]
+        return 200, {"object": "list", "data": models}
+
+
+def _takes_two_arguments(function: Callable[..., Any]) -> bool:
+    try:
+        params = inspect.signature(function).parameters.values()
+    except (TypeError, ValueError):  # some builtins have no signature
+        return False
+    positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    return len(positional) >= 2 or any(p.kind == p.VAR_POSITIONAL for p in params)
 
 
 def _error(status: int, message: str, code: str | None = None) -> dict[str, Any]:

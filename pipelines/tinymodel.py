@@ -14,8 +14,9 @@ Nothing here touches a model hub. Everything is made from scratch on the spot:
   and ``AutoTokenizer.from_pretrained``, so the stages and TRL treat it as a real model.
 * :func:`train_char_model` trains such a model from scratch on prompt/answer pairs with a
   plain torch loop and a completion-only loss (the prompt tokens are not scored). A
-  ~1M-parameter model learns 2-digit addition at several steps per second on a laptop
-  CPU, which is what the demo uses to make a weak student and a stronger teacher.
+  ~1M-parameter model learns 2-digit addition at about 10 steps per second on one CPU
+  thread; stopping at a target sampled accuracy gives the demo a weak student (~30%)
+  and a strong teacher (~90%) in about a minute each.
 * :func:`addition_task` makes the prompt/answer rows for that toy task.
 
 How text becomes tokens, the contract the generation backends rely on:
@@ -30,8 +31,12 @@ Example:
     >>> rows = addition_task(2000, seed=0)
     >>> rows[0]  # doctest: +SKIP
     {'prompt': '49+97=', 'answer': '146'}
-    >>> result = train_char_model("runs/student", [(r["prompt"], r["answer"]) for r in rows],
-    ...                           steps=300)  # doctest: +SKIP
+    >>> held_out = [(r["prompt"], r["answer"]) for r in addition_task(200, seed=7)]
+    >>> student = train_char_model(  # doctest: +SKIP
+    ...     "runs/student", [(r["prompt"], r["answer"]) for r in rows], steps=1000,
+    ...     eval_examples=held_out, eval_every=25, target_accuracy=0.3, num_threads=1)
+    >>> student.steps, student.accuracy[-1]  # doctest: +SKIP
+    (325, (325, 0.37))
 """
 
 from __future__ import annotations
@@ -215,8 +220,10 @@ class TrainResult:
         path: The saved model directory.
         losses: Mean training loss over each logging window, in order.
         seconds: Wall time of the training loop.
-        steps: Optimizer steps taken.
+        steps: Optimizer steps taken (fewer than asked if ``target_accuracy`` was hit).
         parameters: Number of model parameters.
+        accuracy: ``(step, sampled accuracy)`` at every evaluation, when
+            ``eval_examples`` were given.
     """
 
     path: Path
@@ -224,6 +231,7 @@ class TrainResult:
     seconds: float = 0.0
     steps: int = 0
     parameters: int = 0
+    accuracy: list[tuple[int, float]] = field(default_factory=list)
 
 
 def _encode_examples(
@@ -245,6 +253,52 @@ def _encode_examples(
     return sequences, starts
 
 
+def sampled_accuracy(
+    model: Any,
+    tokenizer: Any,
+    examples: Sequence[tuple[str, str]],
+    *,
+    temperature: float = 1.0,
+    seed: int = 0,
+    chat: bool = False,
+    max_new_tokens: int = 8,
+) -> float:
+    """Share of ``examples`` whose one sampled answer equals the reference exactly.
+
+    In-memory and quick (one left-padded batch), for tracking training; stages use
+    ``pipelines.generation`` instead. ``temperature=0`` gives greedy accuracy.
+    """
+    import torch
+
+    prompts = [p for p, _ in examples]
+    if chat:
+        texts = [
+            tokenizer.apply_chat_template([{"role": "user", "content": p}], tokenize=False, add_generation_prompt=True)
+            for p in prompts
+        ]
+        batch = tokenizer(texts, add_special_tokens=False, padding=True, return_tensors="pt")
+    else:
+        batch = tokenizer(prompts, padding=True, return_tensors="pt")
+    if temperature > 0:
+        options = {"do_sample": True, "temperature": temperature, "top_p": 1.0, "top_k": 0}
+    else:
+        options = {"do_sample": False}
+    was_training = model.training
+    model.eval()
+    torch.manual_seed(seed)
+    with torch.inference_mode():
+        out = model.generate(
+            **batch,
+            max_new_tokens=max_new_tokens,
+            pad_token_id=tokenizer.pad_token_id,
+            eos_token_id=tokenizer.eos_token_id,
+            **options,
+        )
+    model.train(was_training)
+    answers = tokenizer.batch_decode(out[:, batch["input_ids"].shape[1] :], skip_special_tokens=True)
+    return sum(a.strip() == ref for a, (_, ref) in zip(answers, examples, strict=True)) / len(examples)
+
+
 def train_char_model(
     out_dir: str | Path,
     examples: Sequence[tuple[str, str]],
@@ -263,13 +317,22 @@ def train_char_model(
     chat: bool = False,
     num_threads: int | None = None,
     log_every: int = 25,
+    eval_examples: Sequence[tuple[str, str]] | None = None,
+    eval_every: int = 50,
+    target_accuracy: float | None = None,
 ) -> TrainResult:
     """Train a character-level model from scratch (or further) on prompt/answer pairs.
 
     A plain loop: sample a batch, score only the answer tokens and the closing
     ``<eos>`` (completion-only loss), AdamW step, linear warmup then cosine decay to
     10% of ``lr``. The defaults (128 wide, 4 layers, about 1M parameters) learn 2-digit
-    addition to a sampled pass@1 in the 20-50% range within a few hundred steps.
+    addition from 3000 rows at about 10-15 steps/s on one CPU thread. Sampled accuracy
+    climbs from near 0 to above 90% within a few hundred steps, and where the climb
+    starts depends on ``steps`` (the schedule) and the seed. To land a model in a band,
+    pass ``eval_examples`` and ``target_accuracy``: training stops at the first
+    evaluation that reaches the target. Measured with ``steps=1000, seed=0``,
+    ``eval_every=25`` and 200 held-out rows: target 0.3 stopped at step 325 (30 s) with
+    a held-out sampled pass@1 of 0.37; target 0.9 stopped at step 625 (60 s) at 0.92.
 
     Args:
         out_dir: Directory to save the trained model and tokenizer to.
@@ -291,6 +354,11 @@ def train_char_model(
         num_threads: If set, torch's intra-op thread count during training (restored
             afterwards); 1 makes timings steadier on a shared machine.
         log_every: Steps per entry in ``TrainResult.losses``.
+        eval_examples: Held-out pairs for :func:`sampled_accuracy` (temperature 1,
+            fixed seed) every ``eval_every`` steps; recorded in ``TrainResult.accuracy``.
+        eval_every: Steps between evaluations.
+        target_accuracy: Stop at the first evaluation whose sampled accuracy reaches
+            this (needs ``eval_examples``).
 
     Returns:
         A :class:`TrainResult` with the saved path and the loss curve.
@@ -300,6 +368,8 @@ def train_char_model(
 
     if not examples:
         raise ValueError("examples is empty: nothing to train on")
+    if target_accuracy is not None and not eval_examples:
+        raise ValueError("target_accuracy needs eval_examples to measure it on")
     previous_threads = torch.get_num_threads()
     if num_threads:
         torch.set_num_threads(num_threads)
@@ -336,9 +406,10 @@ def train_char_model(
 
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
         generator = torch.Generator().manual_seed(seed)
-        losses, window = [], []
+        losses, window, accuracy = [], [], []
+        taken = 0
         started = time.perf_counter()
-        for _ in range(steps):
+        for step in range(1, steps + 1):
             idx = torch.randint(0, count, (batch_size,), generator=generator)
             batch_mask = mask[idx]
             keep = int(batch_mask.sum(dim=1).max())  # trim the shared right padding
@@ -349,9 +420,15 @@ def train_char_model(
             optimizer.step()
             scheduler.step()
             window.append(out.loss.item())
+            taken = step
             if len(window) == log_every:
                 losses.append(sum(window) / len(window))
                 window = []
+            if eval_examples and (step % eval_every == 0 or step == steps):
+                acc = sampled_accuracy(model, tokenizer, eval_examples, seed=seed, chat=chat)
+                accuracy.append((step, acc))
+                if target_accuracy is not None and acc >= target_accuracy:
+                    break
         if window:
             losses.append(sum(window) / len(window))
         seconds = time.perf_counter() - started
@@ -365,8 +442,9 @@ def train_char_model(
             path=out,
             losses=losses,
             seconds=seconds,
-            steps=steps,
+            steps=taken,
             parameters=sum(p.numel() for p in model.parameters()),
+            accuracy=accuracy,
         )
     finally:
         torch.set_num_threads(previous_threads)
