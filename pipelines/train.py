@@ -1,0 +1,490 @@
+"""Stages ``sft``, ``psft``, ``dpo``, ``grpo``, ``rloo``, ``reward_model``: train with TRL.
+
+Each training stage reads top to bottom: options, then data, then a job for TRL,
+then training (in this process, or on several through :mod:`pipelines.train_launch`),
+then the choice of checkpoint, then outputs.
+
+What each kind trains on and with:
+
+============  =======================  ==============================================
+kind          TRL trainer              data
+============  =======================  ==============================================
+sft           ``SFTTrainer``           prompt/completion: an earlier rejection_sample's
+                                       ``sft.jsonl``, else synthesize's, else
+                                       ``data.train`` (prompt_field -> answer_field)
+psft          ``SFTTrainer`` + the     as sft; loss clipped against an old policy
+              PSFT loss                (:mod:`pipelines.train_losses`)
+dpo           ``DPOTrainer``           prompt/chosen/rejected: rejection_sample's
+                                       ``pairs.jsonl``, else ``data.train``
+                                       (chosen_field, rejected_field)
+reward_model  ``RewardTrainer``        pairs, as dpo (a held-out share scores it)
+grpo, rloo    ``GRPOTrainer`` /        ``data.train`` prompts (+ ``general_mix`` of
+              ``RLOOTrainer``          ``data.general``); reward: the plan's verifier
+                                       through ``as_reward()``, or with
+                                       ``reward: reward_model`` the trained reward model
+============  =======================  ==============================================
+
+Prompts from ``data.train`` are rendered like the probe's (its style and template),
+so training and evaluation see the same inputs. The policy is the ``model/`` of the
+last earlier training stage, else ``models.base``. ``lora: auto`` trains a LoRA
+adapter (peft) for models above :data:`LORA_AUTO_PARAMETERS` and fine-tunes tiny
+ones fully; adapters are merged into the saved model.
+
+Checkpoints are chosen by task accuracy, not by loss (loss can fall while quality
+falls): :data:`CHECKPOINTS` evenly spaced checkpoints are saved; each is scored by
+greedy pass@1 on up to :data:`EVAL_PROMPTS` eval prompts with the plan's verifier
+(a reward model: by pairwise accuracy on held-out pairs); the best becomes
+``model/``. A killed stage resumes from its last checkpoint on the next run.
+
+Inputs: the plan, earlier stages' outputs (above). Outputs: ``model/`` (weights and
+tokenizer, ``from_pretrained``-ready), ``checkpoints/`` (the last one kept, for
+resuming), ``train.jsonl``, ``job.json``, ``metrics.json`` (``log_history``: the
+loss/reward/KL curves; every checkpoint's score; the hyperparameters used).
+Run alone: ``advisor run plan.yaml --only sft`` (or psft, dpo, grpo, rloo, reward_model).
+"""
+
+from __future__ import annotations
+
+import random
+import shutil
+import warnings
+from pathlib import Path
+from typing import Any
+
+from advisor.errors import InputError, StageFailed
+from pipelines.artifacts import read_jsonl, write_json, write_jsonl
+from pipelines.data import load_rows, render_prompts
+from pipelines.sampling import current_policy, probe_settings, verifier_for
+
+#: Above this many parameters ``lora: auto`` trains a LoRA adapter instead of every weight.
+LORA_AUTO_PARAMETERS = 250_000_000
+#: Evenly spaced checkpoints saved (and scored) per stage; the last step is always one.
+CHECKPOINTS = 4
+#: Eval prompts (a seeded sample) that score each checkpoint.
+EVAL_PROMPTS = 64
+#: Reward models: the share of pairs held out to score checkpoints, and its cap.
+HELDOUT_SHARE, HELDOUT_MAX = 0.1, 64
+#: Files of a Trainer checkpoint that are training state, not the model.
+TRAINING_STATE = ("optimizer.pt", "scheduler.pt", "trainer_state.json", "training_args.bin", "scaler.pt")
+#: Tokenizer files: copied from a local policy unchanged (training does not change the tokenizer,
+#: and re-saving through transformers 5 would rewrite it in a form older versions cannot read).
+TOKENIZER_FILES = (
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "added_tokens.json",
+    "chat_template.jinja",
+    "tokenizer.model",
+    "vocab.json",
+    "merges.txt",
+)
+
+
+# ---- inputs: the policy and the data ----
+
+
+def prompt_style(ctx: Any) -> tuple[str, str | None]:
+    """The probe's prompt style and inline template, so train and eval prompts match."""
+    probe, style = probe_settings(ctx)
+    return style, getattr(probe, "prompt_template", None)
+
+
+def render(ctx: Any, rows: list[dict[str, Any]], field: str) -> list[Any]:
+    """Model inputs for ``rows[i][field]``, in the probe's style (strings, or chats when ``models.chat``)."""
+    plan = ctx.plan
+    style, template = prompt_style(ctx)
+    return render_prompts(rows, field, style, plan.task.kind, plan.models.chat, inline=template)
+
+
+def as_turn(prompt: Any, text: Any) -> Any:
+    """A completion in the prompt's form: assistant messages after a chat, text after a string."""
+    if isinstance(prompt, list):
+        return text if isinstance(text, list) else [{"role": "assistant", "content": str(text)}]
+    if isinstance(text, list):
+        return "".join(str(m.get("content", "")) for m in text if isinstance(m, dict))
+    return str(text)
+
+
+def earlier_file(ctx: Any, kinds: tuple[str, ...], name: str) -> Path | None:
+    """``name`` in the last finished earlier stage of the first of ``kinds`` that has it."""
+    for kind in kinds:
+        folder = ctx.earlier(kind)
+        if folder is not None and (folder / name).exists():
+            return folder / name
+    return None
+
+
+def load_sft_rows(ctx: Any) -> tuple[list[dict[str, Any]], str]:
+    """prompt/completion rows: verified samples, else teacher solutions, else the gold answers."""
+    plan = ctx.plan
+    found = earlier_file(ctx, ("rejection_sample", "synthesize"), "sft.jsonl")
+    if found is not None:
+        rows = [{"prompt": r["prompt"], "completion": as_turn(r["prompt"], r["completion"])} for r in read_jsonl(found)]
+        source = f"{found.parent.name}/{found.name}"
+    else:
+        if not plan.data.train:
+            raise InputError(f"{ctx.stage.kind}: no training data: set data.train or run rejection_sample first")
+        fields = (plan.data.prompt_field, plan.data.answer_field)
+        raw = load_rows(plan.data.train, ctx.plan_dir, fields=fields, label="data.train")
+        prompts = render(ctx, raw, plan.data.prompt_field)
+        rows = [
+            {"prompt": p, "completion": as_turn(p, r[plan.data.answer_field])}
+            for p, r in zip(prompts, raw, strict=True)
+            if r[plan.data.answer_field] not in (None, "")
+        ]
+        source = "data.train"
+    return [r for r in rows if r["completion"]], source
+
+
+def load_pair_rows(ctx: Any) -> tuple[list[dict[str, Any]], str]:
+    """prompt/chosen/rejected rows: rejection sampling's right/wrong pairs, else the user's pairs."""
+    plan = ctx.plan
+    found = earlier_file(ctx, ("rejection_sample",), "pairs.jsonl")
+    if found is not None:
+        raw, source = read_jsonl(found), f"{found.parent.name}/{found.name}"
+        prompts = [r["prompt"] for r in raw]
+        chosen, rejected = "chosen", "rejected"
+    else:
+        if not plan.data.train:
+            raise InputError(f"{ctx.stage.kind}: no preference pairs: set data.train or run rejection_sample first")
+        chosen, rejected = plan.data.chosen_field, plan.data.rejected_field
+        fields = (plan.data.prompt_field, chosen, rejected)
+        raw = load_rows(plan.data.train, ctx.plan_dir, fields=fields, label="data.train")
+        prompts, source = render(ctx, raw, plan.data.prompt_field), "data.train"
+    rows = [
+        {"prompt": p, "chosen": as_turn(p, r[chosen]), "rejected": as_turn(p, r[rejected])}
+        for p, r in zip(prompts, raw, strict=True)
+    ]
+    return [r for r in rows if r["chosen"] and r["rejected"]], source
+
+
+def load_rl_rows(ctx: Any) -> tuple[list[dict[str, Any]], str]:
+    """Prompts with their reference answer (the verifier's ``reference`` column), plus general prompts."""
+    plan, opts = ctx.plan, ctx.stage
+    if not plan.data.train:
+        raise InputError(f"{opts.kind}: set data.train: online RL needs training prompts")
+    raw = load_rows(plan.data.train, ctx.plan_dir, fields=(plan.data.prompt_field,), label="data.train")
+    prompts = render(ctx, raw, plan.data.prompt_field)
+    refs = [_reference(r.get(plan.data.answer_field)) for r in raw]
+    rows = [{"prompt": p, "reference": ref} for p, ref in zip(prompts, refs, strict=True)]
+    source = "data.train"
+    if plan.data.general and opts.general_mix > 0:
+        # general_mix is the share of the final pool: n_general / (n_task + n_general)
+        general = load_rows(plan.data.general, ctx.plan_dir, label="data.general")
+        want = min(len(general), round(len(rows) * opts.general_mix / (1 - opts.general_mix)))
+        field = plan.data.prompt_field if general and plan.data.prompt_field in general[0] else "prompt"
+        if general and field not in general[0]:
+            raise InputError(f"data.general: no field {plan.data.prompt_field!r} or 'prompt' in {plan.data.general}")
+        picked = random.Random(opts.seed).sample(general, want)
+        # No reference: a verifier reward is None (no signal) there; the KL term and a reward model still apply
+        rows += [{"prompt": p, "reference": None} for p in render(ctx, picked, field)]
+        source += f" + {want} general prompts ({opts.general_mix:.0%})"
+    return rows, source
+
+
+def _reference(value: Any) -> Any:
+    """References as strings (a list of accepted answers stays a list), so datasets gets one type."""
+    if value is None or isinstance(value, list):
+        return value
+    return str(value)
+
+
+def count_parameters(model: str) -> int:
+    """Parameters of a causal LM, counted on the meta device (no weights are loaded)."""
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    try:
+        config = AutoConfig.from_pretrained(model)
+    except OSError as exc:  # not a model directory, no hub access
+        first = str(exc).strip().splitlines()[0]
+        raise InputError(f"models: cannot read the config of {model!r}: {first}") from None
+    with torch.device("meta"):
+        skeleton = AutoModelForCausalLM.from_config(config)
+    return sum(p.numel() for p in skeleton.parameters())
+
+
+def use_lora(setting: str, model: str) -> tuple[bool, int]:
+    """Whether to train a LoRA adapter (``lora: auto|yes|no``), and the model's parameter count."""
+    parameters = count_parameters(model)
+    if setting == "auto":
+        return parameters > LORA_AUTO_PARAMETERS, parameters
+    return setting == "yes", parameters
+
+
+# ---- the job: everything TRL needs, as JSON ----
+
+
+def build_job(ctx: Any, policy: str, lora: bool) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Write the training data and ``job.json``; return the job and facts for the metrics."""
+    import torch
+
+    plan, opts = ctx.plan, ctx.stage
+    kind = opts.kind
+    facts: dict[str, Any] = {}
+    heldout: list[dict[str, Any]] = []
+    if kind in ("sft", "psft"):
+        rows, source = load_sft_rows(ctx)
+    elif kind in ("dpo", "reward_model"):
+        rows, source = load_pair_rows(ctx)
+        if kind == "reward_model" and len(rows) >= 10:
+            random.Random(opts.seed).shuffle(rows)
+            n = min(HELDOUT_MAX, max(1, round(len(rows) * HELDOUT_SHARE)))
+            heldout, rows = rows[:n], rows[n:]
+    else:
+        rows, source = load_rl_rows(ctx)
+    if not rows:
+        raise StageFailed(f"{kind}: no training rows from {source}")
+    write_jsonl(ctx.dir / "train.jsonl", rows)
+    if heldout:
+        write_jsonl(ctx.dir / "heldout.jsonl", heldout)
+    job: dict[str, Any] = {
+        "kind": kind,
+        "options": opts.model_dump(mode="json", exclude={"why"}),
+        "policy": policy,
+        "train_file": str(ctx.dir / "train.jsonl"),
+        "heldout_file": str(ctx.dir / "heldout.jsonl") if heldout else None,
+        "output_dir": str(ctx.dir / "checkpoints"),
+        "result_file": str(ctx.dir / "train-result.json"),
+        "lora": lora,
+        "checkpoints": CHECKPOINTS,
+        "world_size": plan.compute.num_processes,
+    }
+    if kind in ("grpo", "rloo"):
+        job["reward"] = reward_spec(ctx)
+        job["use_vllm"] = vllm_usable() and torch.cuda.is_available()
+        job["tensor_parallel_size"] = plan.compute.tensor_parallel_size
+        facts["reward"] = job["reward"]
+        facts["use_vllm"] = job["use_vllm"]
+    facts.update(data=source, rows=len(rows), heldout_pairs=len(heldout))
+    write_json(ctx.dir / "job.json", job)
+    return job, facts
+
+
+def reward_spec(ctx: Any) -> dict[str, Any]:
+    """grpo/rloo's reward: the trained reward model's folder, or the plan's verifier by name."""
+    plan, opts = ctx.plan, ctx.stage
+    if opts.reward == "reward_model":
+        found = ctx.earlier_stage("reward_model")
+        if found is None:
+            raise InputError(f"{opts.kind}: reward: reward_model needs a finished reward_model stage before it")
+        return {"model": str(found[1] / "model")}
+    return {"verifier": plan.verifier.name, "options": plan.verifier.options}
+
+
+def vllm_usable() -> bool:
+    """vLLM is installed (TRL then generates with it, colocated on the training GPUs)."""
+    import importlib.util
+
+    return importlib.util.find_spec("vllm") is not None
+
+
+def train(ctx: Any, job: dict[str, Any]) -> dict[str, Any]:
+    """Run the job here, or on ``compute.num_processes`` ranks."""
+    from pipelines.train_job import run_job, step_reporter
+
+    n = ctx.plan.compute.num_processes
+    if n > 1:
+        from pipelines.train_launch import launch
+
+        return launch(ctx.dir / "job.json", n, ctx.plan.compute.distributed, ctx.console)
+    reporter = step_reporter(ctx.progress)
+    try:
+        return run_job(job, callbacks=[reporter])
+    finally:
+        reporter.stack.close()  # the progress bar, should training raise
+
+
+# ---- choosing the checkpoint ----
+
+
+def materialize(checkpoint: Path, out: Path, lora: bool, reward_model: bool, policy: str | None = None) -> Path:
+    """A plain model folder from a checkpoint: LoRA adapters merged, training state left out.
+
+    With ``policy`` (a local model folder) its tokenizer files replace the re-saved ones.
+    """
+    if out.exists():
+        shutil.rmtree(out)
+    if not lora:
+        shutil.copytree(checkpoint, out, ignore=shutil.ignore_patterns(*TRAINING_STATE, "rng_state*"))
+    else:
+        _merge_adapter(checkpoint, out, reward_model)
+    source = Path(policy) if policy else None
+    if source is not None and (source / "tokenizer_config.json").exists():
+        for name in TOKENIZER_FILES:
+            (out / name).unlink(missing_ok=True)
+            if (source / name).exists():
+                shutil.copy2(source / name, out / name)
+    return out
+
+
+def _merge_adapter(checkpoint: Path, out: Path, reward_model: bool) -> None:
+    from peft import PeftConfig, PeftModel
+    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
+
+    base_path = PeftConfig.from_pretrained(str(checkpoint)).base_model_name_or_path
+    if reward_model:  # one score per sequence, as RewardTrainer built it
+        base = AutoModelForSequenceClassification.from_pretrained(base_path, num_labels=1)
+    else:
+        base = AutoModelForCausalLM.from_pretrained(base_path)
+    with warnings.catch_warnings():  # peft calls a transformers API that transformers 5 deprecates
+        warnings.simplefilter("ignore", FutureWarning)
+        merged = PeftModel.from_pretrained(base, str(checkpoint)).merge_and_unload()
+    merged.save_pretrained(out)
+    AutoTokenizer.from_pretrained(str(checkpoint)).save_pretrained(out)
+
+
+def eval_set(ctx: Any) -> tuple[list[Any], list[Any], str | None]:
+    """Up to EVAL_PROMPTS eval prompts rendered like the probe's, their answers, and where they came from.
+
+    ``data.eval`` when the plan has it; else ``data.train`` (which then measures fit
+    to the training prompts, not generalisation: the metrics name the source).
+    """
+    plan = ctx.plan
+    label = "data.eval" if plan.data.eval else "data.train"
+    source = plan.data.eval or plan.data.train
+    if not source:
+        return [], [], None
+    rows = load_rows(source, ctx.plan_dir, fields=(plan.data.prompt_field,), limit=EVAL_PROMPTS, seed=0, label=label)
+    return render(ctx, rows, plan.data.prompt_field), [r.get(plan.data.answer_field) for r in rows], label
+
+
+def eval_max_new_tokens(ctx: Any) -> int:
+    """The probe's generation length, so checkpoints are judged as the probe judged the base model."""
+    probe, _ = probe_settings(ctx)
+    if probe is not None:
+        return probe.max_new_tokens
+    return getattr(ctx.stage, "max_new_tokens", 512)
+
+
+def pass_rate(ctx: Any, model: Path, prompts: list[Any], refs: list[Any], verifier: Any) -> float | None:
+    """Greedy pass@1 over the gradable eval prompts (None when the verifier can grade none)."""
+    from pipelines.generation import HFGenerator
+
+    generator = HFGenerator(str(model), batch_size=ctx.plan.compute.generation_batch_size)
+    outputs = generator.generate(prompts, n=1, temperature=0.0, max_new_tokens=eval_max_new_tokens(ctx), seed=0)
+    del generator  # free the model before the next checkpoint loads
+    _release_memory()
+    verdicts = verifier.verify_batch([o[0] for o in outputs], refs)
+    graded = [v for v in verdicts if v.gradable]
+    return sum(v.passed for v in graded) / len(graded) if graded else None
+
+
+def _release_memory() -> None:
+    import gc
+
+    import torch
+
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+def score_checkpoints(
+    ctx: Any, job: dict[str, Any], result: dict[str, Any], prompts: list[Any], refs: list[Any]
+) -> list[dict[str, Any]]:
+    """One row per checkpoint: its step and score (eval pass@1, or a reward model's pairwise accuracy)."""
+    from pipelines.train_job import complete_checkpoints
+
+    found = complete_checkpoints(Path(job["output_dir"]))
+    if job["kind"] == "reward_model":
+        accuracy = {e["step"]: e["eval_accuracy"] for e in result["log_history"] if "eval_accuracy" in e}
+        return [{"step": s, "pairwise_accuracy": accuracy.get(s), "path": str(p)} for s, p in found]
+    verifier = verifier_for(ctx.plan) if prompts else None
+    rows = []
+    with ctx.progress("scoring checkpoints", total=len(found), unit="checkpoints") as advance:
+        for step, folder in found:
+            model = materialize(folder, ctx.dir / "eval-model", job["lora"], False) if job["lora"] else folder
+            score = pass_rate(ctx, model, prompts, refs, verifier) if prompts else None
+            rows.append({"step": step, "eval_pass@1": score, "path": str(folder)})
+            advance(1)
+    shutil.rmtree(ctx.dir / "eval-model", ignore_errors=True)
+    return rows
+
+
+def choose(rows: list[dict[str, Any]], key: str) -> dict[str, Any]:
+    """The best-scoring checkpoint; ties (and no scores at all) go to the later one."""
+    return max(rows, key=lambda r: (r[key] if r[key] is not None else -1.0, r["step"]))
+
+
+# ---- the stage ----
+
+
+def run(ctx: Any) -> Any:
+    """Train the stage's kind on its data, choose the best checkpoint, save it as ``model/``."""
+    from advisor.runner import StageResult
+    from pipelines.sampling import quiet_libraries
+
+    quiet_libraries()
+    opts = ctx.stage
+    compute = ctx.plan.compute
+    if opts.kind == "psft" and compute.num_processes > 1 and compute.distributed == "fsdp":
+        raise InputError("compute.distributed: psft keeps a full copy of the old policy, which fsdp cannot; use ddp")
+    source = current_policy(ctx)
+    local = ctx.resolve(source)
+    policy = str(local) if local.exists() else source
+    lora, parameters = use_lora(opts.lora, policy)
+    job, facts = build_job(ctx, policy, lora)
+    ctx.console.print(
+        f"  {opts.kind}: {facts['rows']} rows from {facts['data']}; policy {source} "
+        f"({parameters / 1e6:.1f}M parameters, {'LoRA' if lora else 'full fine-tuning'})"
+    )
+    result = train(ctx, job)
+    if result["resumed_from_step"]:
+        ctx.console.print(f"  resumed from checkpoint-{result['resumed_from_step']}")
+    if result["per_device_batch_size"] != opts.batch_size:
+        ctx.console.print(
+            f"  [yellow]batch_size {opts.batch_size} raised to {result['per_device_batch_size']} per device: "
+            f"TRL needs whole groups of num_generations ({opts.num_generations}) per batch[/yellow]"
+        )
+
+    key = "pairwise_accuracy" if opts.kind == "reward_model" else "eval_pass@1"
+    prompts, refs, eval_source = eval_set(ctx) if key == "eval_pass@1" else ([], [], None)
+    rows = score_checkpoints(ctx, job, result, prompts, refs)
+    if not rows:
+        raise StageFailed(f"{opts.kind}: training saved no checkpoint in {job['output_dir']}")
+    best = choose(rows, key)
+    materialize(Path(best["path"]), ctx.dir / "model", lora, opts.kind == "reward_model", policy)
+    for r in rows[:-1]:  # keep the last (what a resume needs) and the chosen one (so a re-run chooses the same)
+        if r is not best:
+            shutil.rmtree(r["path"], ignore_errors=True)
+
+    checkpoints = [{"step": r["step"], key: r[key]} for r in rows]
+    metrics = {
+        "kind": opts.kind,
+        "policy": source,
+        "parameters": parameters,
+        "lora": lora,
+        **facts,
+        "steps": result["steps"],
+        "train_seconds": result["train_seconds"],
+        "seconds_per_step": result["seconds_per_step"],
+        "world_size": result["world_size"],
+        "resumed_from_step": result["resumed_from_step"],
+        "checkpoints": checkpoints,
+        "chosen_checkpoint": best["step"],
+        "chosen_by": key if best[key] is not None else "last step (no checkpoint could be scored)",
+        "hyperparameters": {**job["options"], "per_device_batch_size": result["per_device_batch_size"]},
+        "log_history": result["log_history"],
+    }
+    if key == "eval_pass@1":
+        metrics["checkpoint_eval"] = {
+            "source": eval_source,
+            "prompts": len(prompts),
+            "temperature": 0.0,
+            "max_new_tokens": eval_max_new_tokens(ctx),
+        }
+    scores = ", ".join(f"{r['step']}: {_pct(r[key])}" for r in rows)
+    ctx.console.print(f"  checkpoints ({key}) {scores}; chose step {best['step']}")
+    if best[key] is None:
+        why = "fewer than 10 pairs, none held out" if key == "pairwise_accuracy" else "no gradable eval prompt"
+        ctx.console.print(f"  [yellow]no checkpoint could be scored ({why}): kept the last one[/yellow]")
+    return StageResult(
+        metrics=metrics,
+        outputs={"model": ctx.dir / "model"},
+        summary=f"{result['steps']} steps; checkpoint {best['step']} chosen, {key} {_pct(best[key])}",
+    )
+
+
+def _pct(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.1%}"
