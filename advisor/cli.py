@@ -7,6 +7,7 @@ invalid input (one line per problem, no traceback unless ``--debug``).
 
 from __future__ import annotations
 
+import logging
 import sys
 from pathlib import Path
 from typing import Any
@@ -52,6 +53,10 @@ def main(ctx: click.Context, debug: bool) -> None:
     """
     ctx.ensure_object(dict)
     ctx.obj["debug"] = debug
+    # stages print their own warnings; library log records only show with --debug
+    logging.getLogger("pipelines").addHandler(logging.NullHandler())
+    if debug:
+        logging.basicConfig(level=logging.INFO)
 
 
 # ---- advisor plan ----

@@ -75,6 +75,7 @@ class Data(Strict):
     solution_field: str | None = Field(default="solution", description="gold worked solutions, if the data has them")
     chosen_field: str = "chosen"
     rejected_field: str = "rejected"
+    validation: str | None = Field(default=None, description="prompts that choose checkpoints (keeps eval unbiased)")
     general: str | None = Field(default=None, description="general prompts mixed into RL pools")
     ood_eval: str | None = Field(default=None, description="an out-of-distribution eval split")
 
@@ -125,6 +126,10 @@ class SynthesizeStage(Sampling):
     require_verifier: bool = True
     rubric: str | None = None
     judge_max_new_tokens: int = Field(default=256, ge=1, description="room for the judge's JSON label")
+    judge_mode: Literal["label", "solve"] = Field(
+        default="label",
+        description="label: judges grade with the rubric; solve: judges answer themselves and vote on agreement",
+    )
     new_prompts: int = Field(default=0, ge=0)
 
 
@@ -329,7 +334,7 @@ def semantic_problems(plan: Plan, base_dir: Path | None = None, check_files: boo
         problems.append("models.base_url: required when models.backend is 'openai'")
     if check_files:
         base = base_dir or Path.cwd()
-        for key in ("train", "eval", "general", "ood_eval"):
+        for key in ("train", "eval", "validation", "general", "ood_eval"):
             value = getattr(plan.data, key)
             if value and _looks_local(value) and not (base / value).exists():
                 problems.append(f"data.{key}: file not found: {value}")

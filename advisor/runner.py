@@ -130,7 +130,7 @@ def _config_hash(plan: Plan, stage: Any) -> str:
 def _input_hashes(plan: Plan, plan_dir: Path, earlier_dirs: list[Path]) -> dict[str, str]:
     """Hashes of what a stage may read: data files, local models, and earlier stages' outputs."""
     hashes: dict[str, str] = {}
-    for key in ("train", "eval", "general", "ood_eval"):
+    for key in ("train", "eval", "validation", "general", "ood_eval"):
         value = getattr(plan.data, key)
         path = (plan_dir / value) if value else None
         if path is not None and path.exists():

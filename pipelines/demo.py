@@ -5,12 +5,13 @@ What it does, in order:
 1. **Models.** Trains small character-level models from scratch on 2-digit
    addition (seeded, so the run is reproducible), or loads them from the cache:
    a *student* stopped as soon as its sampled accuracy enters the 20-50% band, a
-   stronger *teacher*, and two *judges* of different architectures (Llama and
-   Qwen2) that answer ``yes``/``no`` to ``"12+34=46?"``. Nothing is downloaded.
+   stronger *teacher*, and a second judge of another architecture (Qwen2). Nothing
+   is downloaded.
 2. **Plan.** Answers the questionnaire without a terminal (200 labeled rows,
    verifiable, reasoning helps), so the flowchart picks RFT, and prints the path.
 3. **Pipeline.** ``advisor run`` on that plan: probe (the gate passes), synthesize
-   (the teacher writes answers; the two judges and the math verifier vote),
+   (the teacher writes answers; two judges, which vote by solving each question
+   themselves, and the math verifier label them),
    rejection sampling on the student and SFT, for several rounds, then evaluate
    on held-out prompts. ``report.html`` shows it all.
 4. **Control.** The same loop, but training on *unverified* samples, to show
@@ -38,16 +39,17 @@ class DemoConfig:
 
     seed: int = 0
     pretrain_rows: int = 3000  # addition problems the models learn from
-    train_prompts: int = 200  # prompts for synthesize and rejection sampling
+    train_prompts: int = 350  # labeled prompts: under 400, so gold solutions are scarce and a teacher writes them
     eval_prompts: int = 100  # held-out prompts for probe and evaluate
+    validation_prompts: int = 64  # held-out prompts that choose checkpoints (never the eval ones)
     student_band: tuple[float, float] = (0.25, 0.45)  # stop training the student inside this band
     student_max_steps: int = 900
     weak_student_steps: int = 60  # --gate-fail: far below the 20% gate
-    teacher_steps: int = 1400
-    judge_steps: int = 500
+    teacher_steps: int = 600  # on top of the student's training
+    judge_steps: int = 700  # at most: it stops once half of its sampled answers are right
     samples: int = 8  # samples per prompt (probe, rejection sampling)
     rounds: int = 3  # rejection sampling + SFT rounds
-    sft_steps: int = 40
+    sft_steps: int = 200  # per round; checkpoints at 25/50/75/100% are scored on validation prompts
     sft_lr: float = 5e-4
 
 
@@ -59,35 +61,26 @@ def make_data(cfg: DemoConfig) -> dict[str, list[dict[str, str]]]:
     """Disjoint pre-training, pipeline-training and held-out eval problems."""
     from pipelines.tinymodel import addition_task
 
-    pool = addition_task(cfg.pretrain_rows + 3 * (cfg.train_prompts + cfg.eval_prompts), seed=cfg.seed)
+    sizes = {"eval": cfg.eval_prompts, "validation": cfg.validation_prompts, "train": cfg.train_prompts}
+    pool = addition_task(cfg.pretrain_rows + 3 * sum(sizes.values()), seed=cfg.seed)
     seen: set[str] = set()
     unique = [r for r in pool if not (r["prompt"] in seen or seen.add(r["prompt"]))]
-    eval_rows = unique[: cfg.eval_prompts]
-    train_rows = unique[cfg.eval_prompts : cfg.eval_prompts + cfg.train_prompts]
-    pretrain = unique[cfg.eval_prompts + cfg.train_prompts :][: cfg.pretrain_rows]
-    return {"pretrain": pretrain, "train": train_rows, "eval": eval_rows}
+    splits, start = {}, 0
+    for name, size in sizes.items():
+        splits[name] = unique[start : start + size]
+        start += size
+    splits["pretrain"] = unique[start : start + cfg.pretrain_rows]
+    return splits
 
 
-def judge_examples(rows: list[dict[str, str]], seed: int) -> list[tuple[str, str]]:
-    """``"a+b=c?" -> yes/no``: half right sums, half near misses (off by 1, 10 or a digit swap)."""
-    import random
-
-    rng = random.Random(seed)
-    out = []
-    for r in rows:
-        right = int(r["answer"])
-        if rng.random() < 0.5:
-            out.append((f"{r['prompt']}{right}?", "yes"))
-        else:
-            wrong = right + rng.choice([-10, -1, 1, 10, 2, -2])
-            out.append((f"{r['prompt']}{max(0, wrong) if wrong != right else right + 1}?", "no"))
-    return out
-
-
-def build_models(cache: Path, cfg: DemoConfig, data: dict[str, list[dict[str, str]]], console: Any) -> dict[str, Path]:
-    """Train (or load from ``cache``) the student, weak student, teacher and judges."""
+def build_models(
+    cache: Path, cfg: DemoConfig, data: dict[str, list[dict[str, str]]], console: Any, names: tuple[str, ...] = ()
+) -> dict[str, Path]:
+    """Train (or load from ``cache``) the student, weak student, teacher and judge (or just ``names``)."""
+    from pipelines.sampling import quiet_libraries
     from pipelines.tinymodel import train_char_model
 
+    quiet_libraries()
     key = sha256_json(asdict(cfg))[:12]
     root = cache / key
     pretrain = _pairs(data["pretrain"])
@@ -96,23 +89,34 @@ def build_models(cache: Path, cfg: DemoConfig, data: dict[str, list[dict[str, st
     specs = {
         "student": dict(steps=cfg.student_max_steps, eval_examples=check, eval_every=25, target_accuracy=lo),
         "weak-student": dict(steps=cfg.weak_student_steps),
-        "teacher": dict(steps=cfg.teacher_steps),
-        "judge-llama": dict(examples=judge_examples(data["pretrain"], cfg.seed + 1), steps=cfg.judge_steps),
+        # the teacher continues from the student: same tokenizer, much stronger
+        "teacher": dict(steps=cfg.teacher_steps, init_from="student"),
+        # a second judge from another family: Qwen2, trained on its own seed
         "judge-qwen2": dict(
-            examples=judge_examples(data["pretrain"], cfg.seed + 2), steps=cfg.judge_steps, arch="qwen2", hidden_size=96
+            steps=cfg.judge_steps,
+            arch="qwen2",
+            seed=cfg.seed + 1,
+            eval_examples=check,
+            eval_every=50,
+            target_accuracy=0.5,
         ),
     }
     paths = {}
     for name, spec in specs.items():
         path = root / name
         paths[name] = path
+        if names and name not in names:
+            continue
         if (path / "config.json").exists():
             console.print(f"  {name}: cached ({path})")
             continue
         spec = dict(spec)
         examples = spec.pop("examples", pretrain)
+        if "init_from" in spec:
+            spec["init_from"] = paths[spec["init_from"]]
         with console.status(f"training {name} from scratch ({spec['steps']} steps at most)"):
-            result = train_char_model(path, examples, seed=cfg.seed, log_every=10_000, **spec)
+            spec.setdefault("seed", cfg.seed)
+            result = train_char_model(path, examples, log_every=10_000, **spec)
         console.print(
             f"  {name}: {result.parameters / 1e6:.2f}M parameters, {result.steps} steps, {result.seconds:.0f}s"
         )
@@ -120,7 +124,7 @@ def build_models(cache: Path, cfg: DemoConfig, data: dict[str, list[dict[str, st
 
 
 def write_inputs(out: Path, data: dict[str, list[dict[str, str]]]) -> None:
-    for split in ("train", "eval"):
+    for split in ("train", "validation", "eval"):
         lines = [json.dumps({"question": r["prompt"], "answer": r["answer"]}) for r in data[split]]
         write_text(out / "data" / f"{split}.jsonl", "\n".join(lines) + "\n")
 
@@ -139,19 +143,19 @@ def demo_plan(models: dict[str, Path], cfg: DemoConfig, student: str, control: b
         task_kind="math",
         base_model=str(models[student]),
         teacher_model=str(models["teacher"]),
-        judge_models=[str(models["judge-llama"]), str(models["judge-qwen2"])],
+        judge_models=[str(models["teacher"]), str(models["judge-qwen2"])],
         train_data="data/train.jsonl",
         eval_data="data/eval.jsonl",
     )
     plan = plan_to_dict(build_plan(answers))
     plan["models"]["chat"] = False  # character models have no chat template
+    plan["data"]["validation"] = "data/validation.jsonl"
     plan["verifier"]["options"] = {"fallback_last_number": True}
     sampling = {"prompt_template": "{{ question }}", "max_new_tokens": 5, "shard_size": 50, "temperature": 1.0}
     by_kind = {s["kind"]: s for s in plan["stages"]}
     by_kind["probe"].update(sampling, samples=cfg.samples)
-    by_kind["synthesize"].update(
-        sampling, samples=2, rubric="{{ question }}{{ answer }}?", judge_max_new_tokens=4, require_verifier=True
-    )
+    # character models cannot follow a rubric, so the judges vote by solving each question themselves
+    by_kind["synthesize"].update(sampling, samples=2, judge_mode="solve", require_verifier=True)
     by_kind["rejection_sample"].update(sampling, samples=cfg.samples, max_per_prompt=4)
     by_kind["sft"].update(lr=cfg.sft_lr, max_steps=cfg.sft_steps, batch_size=32, lora="no", weight_decay=0.0)
     loop = [by_kind["rejection_sample"], by_kind["sft"]]
@@ -165,7 +169,9 @@ def demo_plan(models: dict[str, Path], cfg: DemoConfig, student: str, control: b
     return plan
 
 
-def run_demo(out: Path, cache: Path | None = None, gate_fail: bool = False, console: Any = None) -> dict[str, Any]:
+def run_demo(
+    out: Path, cache: Path | None = None, gate_fail: bool = False, console: Any = None, cfg: DemoConfig | None = None
+) -> dict[str, Any]:
     """Build, plan, run and compare. Raises GateStop (exit 1) with ``gate_fail``."""
     from rich.console import Console
 
@@ -173,12 +179,15 @@ def run_demo(out: Path, cache: Path | None = None, gate_fail: bool = False, cons
     from advisor.runner import run_plan
 
     console = console or Console(stderr=True)
-    cfg = DemoConfig()
+    cfg = cfg or DemoConfig()
     out.mkdir(parents=True, exist_ok=True)
     cache = cache or out / "models"
     console.rule("1. models (trained from scratch, offline)")
     data = make_data(cfg)
-    models = build_models(cache, cfg, data, console)
+    # --gate-fail needs only the weak student: the probe stops the run before any other model is used
+    models = build_models(cache, cfg, data, console, names=("weak-student",) if gate_fail else ())
+    if gate_fail:
+        models = {name: models["weak-student"] for name in models}
     write_inputs(out, data)
 
     console.rule("2. plan (the flowchart, answered without a terminal)")
@@ -197,7 +206,7 @@ def run_demo(out: Path, cache: Path | None = None, gate_fail: bool = False, cons
 
     console.rule("4. control: the same loop on unverified samples")
     control_data = demo_plan(models, cfg, "student", control=True)
-    control_file = out / "control" / "plan.yaml"
+    control_file = out / "plan-control.yaml"
     write_text(control_file, yaml.safe_dump(control_data, sort_keys=False))
     control_plan = Plan.model_validate(control_data)
     run_plan(control_file, run_dir=out / "runs" / "demo-control", console=console)

@@ -82,7 +82,7 @@ def new_prompts(ctx: Any, teacher: Any, seeds: list[dict[str, Any]]) -> list[dic
     return [r for r in kept if r.get("synthetic_prompt")]
 
 
-def judge(ctx: Any, candidates: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def judge(ctx: Any, candidates: list[dict[str, Any]], prompts: list[Any], verifier: Any) -> list[dict[str, Any]]:
     """Every judge's label for every candidate, plus the verifier's when the task is verifiable."""
     plan, opts = ctx.plan, ctx.stage
     judges = {}
@@ -90,27 +90,59 @@ def judge(ctx: Any, candidates: list[dict[str, Any]]) -> list[dict[str, Any]]:
         gen = generator_for(ctx, name)
         judges[f"judge{i + 1}:{name.rstrip('/').split('/')[-1]}"] = gen if plan.models.chat else PlainPrompts(gen)
     pairs = [{"question": c["question"], "answer": c["sample"], "reference": c["reference"]} for c in candidates]
+    votes: list[dict[str, Any]] = [{} for _ in pairs]
     with ctx.progress("judging", total=max(1, len(judges)), unit="judges") as advance:
-        votes: list[dict[str, Any]] = [{} for _ in pairs]
         for name, gen in judges.items():
-            for row, labels in zip(
-                votes,
-                judge_pairs(
-                    {name: gen},
-                    pairs,
-                    opts.rubric,
-                    plan.task.kind,
-                    max_new_tokens=opts.judge_max_new_tokens,
-                    seed=opts.seed,
-                ),
-                strict=True,
-            ):
-                row.update(labels)
+            if opts.judge_mode == "solve":
+                labels = solve_and_compare(gen, candidates, prompts, verifier, opts)
+            else:
+                labels = [
+                    row[name]
+                    for row in judge_pairs(
+                        {name: gen},
+                        pairs,
+                        opts.rubric,
+                        plan.task.kind,
+                        max_new_tokens=opts.judge_max_new_tokens,
+                        seed=opts.seed,
+                    )
+                ]
+            for row, label in zip(votes, labels, strict=True):
+                row[name] = label
             advance(1)
     if plan.answers.verifiable:
         for row, c in zip(votes, candidates, strict=True):
             row[VERIFIER] = verifier_label(c["verdict"])
     return votes
+
+
+def solve_and_compare(generator: Any, candidates: list[dict[str, Any]], prompts: list[Any], verifier: Any, opts: Any):
+    """``judge_mode: solve``: the judge answers each question itself (greedy); it votes pass
+    when the candidate's answer matches its own under the plan's verifier.
+
+    This turns any model that can do the task, instruction-tuned or not, into a judge.
+    The judge's answer stands in for a reference, so a judge that cannot solve a
+    question votes fail on it: panel agreement (kappa) shows how far to trust it.
+    """
+    from pipelines.judging import Label
+
+    asked = sorted({c["prompt_index"] for c in candidates})
+    outputs = generator.generate(
+        [prompts[i] for i in asked], n=1, temperature=0.0, top_p=1.0, max_new_tokens=opts.max_new_tokens, seed=opts.seed
+    )
+    own = {i: (out[0] if out else "") for i, out in zip(asked, outputs, strict=True)}
+    verdicts = verifier.verify_batch([c["sample"] for c in candidates], [own[c["prompt_index"]] for c in candidates])
+    return [
+        Label(None, None, f"abstain: {v.reason}", own[c["prompt_index"]])
+        if not v.gradable
+        else Label(
+            v.passed,
+            10.0 if v.passed else 0.0,
+            f"judge solved it as {own[c['prompt_index']]!r}",
+            own[c["prompt_index"]],
+        )
+        for c, v in zip(candidates, verdicts, strict=True)
+    ]
 
 
 def curate(ctx: Any, kept: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[dict[str, Any]], dict[str, Any]]:
@@ -153,7 +185,7 @@ def run(ctx: Any) -> Any:
         }
         for s in samples
     ]
-    votes = judge(ctx, candidates)
+    votes = judge(ctx, candidates, prompts, verifier)
     require = (VERIFIER,) if opts.require_verifier and plan.answers.verifiable else ()
     out_rows, kept = [], []
     for c, v in zip(candidates, votes, strict=True):

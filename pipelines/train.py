@@ -335,14 +335,22 @@ def _merge_adapter(checkpoint: Path, out: Path, reward_model: bool) -> None:
 
 
 def eval_set(ctx: Any) -> tuple[list[Any], list[Any], str | None]:
-    """Up to EVAL_PROMPTS eval prompts rendered like the probe's, their answers, and where they came from.
+    """Up to EVAL_PROMPTS prompts to choose checkpoints on, rendered like the probe's.
 
-    ``data.eval`` when the plan has it; else ``data.train`` (which then measures fit
-    to the training prompts, not generalisation: the metrics name the source).
+    ``data.validation`` when the plan has it, so the final ``evaluate`` numbers on
+    ``data.eval`` stay unbiased by the choice; else ``data.eval`` (the choice then
+    peeks at the eval prompts: a small optimistic bias the metrics name); else
+    ``data.train`` (fit to the training prompts, not generalisation).
     """
     plan = ctx.plan
-    label = "data.eval" if plan.data.eval else "data.train"
-    source = plan.data.eval or plan.data.train
+    label, source = next(
+        (
+            (k, getattr(plan.data, k.split(".")[1]))
+            for k in ("data.validation", "data.eval", "data.train")
+            if getattr(plan.data, k.split(".")[1])
+        ),
+        ("data.train", None),
+    )
     if not source:
         return [], [], None
     rows = load_rows(source, ctx.plan_dir, fields=(plan.data.prompt_field,), limit=EVAL_PROMPTS, seed=0, label=label)
