@@ -157,7 +157,7 @@ def demo_plan(models: dict[str, Path], cfg: DemoConfig, student: str, control: b
     # character models cannot follow a rubric, so the judges vote by solving each question themselves
     by_kind["synthesize"].update(sampling, samples=2, judge_mode="solve", require_verifier=True)
     by_kind["rejection_sample"].update(sampling, samples=cfg.samples, max_per_prompt=4)
-    by_kind["sft"].update(lr=cfg.sft_lr, max_steps=cfg.sft_steps, batch_size=32, lora="no", weight_decay=0.0)
+    by_kind["sft"].update(lr=cfg.sft_lr, max_steps=cfg.sft_steps, batch_size=64, lora="no", weight_decay=0.0)
     loop = [by_kind["rejection_sample"], by_kind["sft"]]
     if control:
         loop[0] = {**loop[0], "keep": "all", "dedupe": False}
