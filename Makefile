@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml
 setup: $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/advisor plan --answers examples/answers/gsm-mini.yaml --no-input --out demo-out --force
+	$(BIN)/advisor demo --out demo-out
 
 # Headless Chromium checks the HTML report in a slow test (Debian package; needs root/apt).
 browser:

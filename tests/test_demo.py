@@ -1,0 +1,61 @@
+"""``advisor demo``: a reduced end-to-end run (slow: it trains models from scratch).
+
+The full demo's timing and gain are in benchmarks/demo.md.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from click.testing import CliRunner
+from rich.console import Console
+
+from advisor.cli import main
+from pipelines.demo import DemoConfig, demo_plan, make_data, run_demo
+
+# The full demo's data and student (whose training is known to land in the band); a weaker
+# teacher and judge, and one round of rejection sampling + SFT instead of three.
+SMALL = DemoConfig(teacher_steps=300, judge_steps=100, rounds=1, sft_steps=120)
+
+
+def test_demo_data_splits_are_disjoint():
+    data = make_data(SMALL)
+    prompts = {name: {r["prompt"] for r in rows} for name, rows in data.items()}
+    assert len(prompts["eval"]) == SMALL.eval_prompts and len(prompts["train"]) == SMALL.train_prompts
+    for a in prompts:
+        for b in prompts:
+            if a < b:
+                assert not prompts[a] & prompts[b], f"{a} and {b} overlap"
+
+
+def test_demo_plan_comes_from_the_flowchart(tmp_path):
+    models = {name: tmp_path / name for name in ("student", "weak-student", "teacher", "judge-qwen2")}
+    plan = demo_plan(models, SMALL, "student")
+    assert plan["route"] == "rft"
+    kinds = [s["kind"] for s in plan["stages"]]
+    assert kinds == ["probe", "synthesize", "rejection_sample", "sft", "evaluate"]
+    control = demo_plan(models, SMALL, "student", control=True)
+    rs = [s for s in control["stages"] if s["kind"] == "rejection_sample"][0]
+    assert rs["keep"] == "all" and "synthesize" not in [s["kind"] for s in control["stages"]]
+
+
+@pytest.mark.slow
+def test_reduced_demo_end_to_end_gains_and_reports_control(tmp_path):
+    summary = run_demo(tmp_path / "demo", console=Console(quiet=True), cfg=SMALL)
+    verified, control = summary["verified"], summary["control"]
+    assert verified["difference"] > 0, summary
+    assert 0.2 <= verified["before"] <= 0.5, "the student sits in the 20-50% band"
+    assert "difference" in control and control["after"] is not None
+    report = tmp_path / "demo" / "runs" / "demo" / "report.html"
+    assert report.exists() and "pass@1" in report.read_text()
+    saved = json.loads((tmp_path / "demo" / "demo-result.json").read_text())
+    assert saved["verified"]["after"] == verified["after"]
+
+
+@pytest.mark.slow
+def test_gate_fail_demo_exits_1_with_verdict(tmp_path):
+    result = CliRunner().invoke(main, ["demo", "--gate-fail", "--out", str(tmp_path / "gate")])
+    assert result.exit_code == 1, result.output
+    assert "stopped: probe: pass@1 =" in result.output and "under the 20% gate" in result.output
+    assert not (tmp_path / "gate" / "runs" / "demo" / "02-synthesize" / "manifest.json").exists()
