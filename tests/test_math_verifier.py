@@ -311,3 +311,15 @@ def test_never_raises_never_hangs(strict_v: MathVerifier, response: str, gold: s
     assert time.monotonic() - t0 < LIMIT + SLACK
     assert verdict.status in {"pass", "fail", "timeout", "too_large", "skip", "error"}
     assert verdict.passed == (verdict.status == "pass")
+
+
+STATED_RESULTS = [
+    ("19 + 7 is 26.", "26", True, "a short sentence stating the result of the sum"),
+    ("13 + 14 equals 25.", "27", False, "the stated result is wrong"),
+    ("2 + 2 is not 5", "5", False, "a negated statement states no result"),
+]
+
+
+@pytest.mark.parametrize(("response", "gold", "expected", "why"), STATED_RESULTS, ids=[c[3] for c in STATED_RESULTS])
+def test_stated_result_sentences(response, gold, expected, why):
+    assert MathVerifier().verify(response, gold).passed is expected

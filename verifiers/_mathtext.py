@@ -286,6 +286,10 @@ def extract(response: str, fallback_last_number: bool = True, gold: bool = False
     spans = [sp for sp in math_spans(text) if len(_PROSE.findall(_strip_commands(sp[2]))) < 2]
     if spans:
         return [spans[-1][2]], "math_span"
+    if short:
+        said = _STATED.search(stripped)  # "19 + 7 is 26." / "13 + 14 equals 27": the stated result
+        if said and said.group(1).strip():
+            return [said.group(1).strip()], "stated"
     if short and len(_WORD.findall(_strip_commands(stripped))) <= 2:
         return [stripped], "whole"
     if fallback_last_number:
@@ -295,6 +299,9 @@ def extract(response: str, fallback_last_number: bool = True, gold: bool = False
     if short:
         return [stripped], "whole"
     return [], "none"
+
+
+_STATED = re.compile(r"^[^a-zA-Z]*[0-9)][^a-zA-Z]*?\s(?:is|equals|gives|makes)\s+(-?[0-9][0-9.,/]*)\s*[.!]?$")
 
 
 def _strip_commands(s: str) -> str:
