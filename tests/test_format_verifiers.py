@@ -479,3 +479,15 @@ def test_huge_response_is_refused_quickly():
 def test_module_doctests():
     result = doctest.testmod(fmt)
     assert result.attempted > 0 and result.failed == 0
+
+
+def test_composite_of_reference_free_checks_grades_rows_without_a_reference():
+    """think_answer + length need no reference: a Composite of them must not return None."""
+    from verifiers.registry import Composite, get
+
+    combo = Composite({"format": (get("think_answer"), 0.5), "length": (get("length", max_chars=200), 0.5)})
+    reward = combo.as_reward()
+    scores = reward(completions=["<think>a</think><answer>b</answer>", "no tags"], answer=[None, None])
+    assert scores == [1.0, 0.5]
+    math_only = Composite({"math": (get("math"), 1.0)})
+    assert math_only.as_reward()(completions=["\\boxed{2}"], answer=[None]) == [None], "correctness needs a reference"

@@ -147,7 +147,7 @@ def map_verify(
 
 def make_reward(
     verifier: Verifier,
-    reference_field: str = "answer",
+    reference_field: str | None = "answer",
     name: str | None = None,
     workers: int | None = 1,
 ) -> Callable[..., list[float | None]]:
@@ -155,7 +155,10 @@ def make_reward(
 
     The returned function takes TRL's keyword arguments (``prompts``,
     ``completions``, every dataset column, ...) and returns one float per
-    completion, or ``None`` where the reference is missing or cannot be graded.
+    completion, or ``None`` where the verifier cannot grade. A verifier whose
+    ``needs_reference`` is True (the default: correctness checks) skips rows
+    without a reference; one with ``needs_reference = False`` (format checks)
+    grades every row, passing the reference column through where present.
 
     Example::
 
@@ -165,13 +168,14 @@ def make_reward(
         [1.0]
     """
 
+    needs_reference = getattr(verifier, "needs_reference", True)
+
     def reward(prompts: Any = None, completions: Sequence[Any] = (), **columns: Any) -> list[float | None]:
-        refs = columns.get(reference_field)
-        if refs is None:
-            refs = [None] * len(completions)
+        refs = columns.get(reference_field) if reference_field else None
+        refs = list(refs) if refs is not None else [None] * len(completions)
         texts = [completion_text(c) for c in completions]
         out: list[float | None] = [None] * len(texts)
-        todo = [i for i, ref in enumerate(refs) if ref is not None and ref != ""]
+        todo = [i for i, ref in enumerate(refs) if not needs_reference or (ref is not None and ref != "")]
         verdicts = verifier.verify_batch([texts[i] for i in todo], [refs[i] for i in todo], workers=workers)
         for i, v in zip(todo, verdicts, strict=True):
             out[i] = float(v.score) if v.gradable else None

@@ -21,9 +21,10 @@ verifier (registry name) checks                                        reference
 (``exact``)              (or one of a list of accepted answers)
 =======================  ============================================  =========
 
-The reference-free verifiers grade every row in ``as_reward``: TRL rows with
-no reference column still get a score, unlike :func:`verifiers.base.make_reward`,
-which leaves such rows out (``None``).
+The reference-free verifiers set ``needs_reference = False``, so their
+``as_reward`` (and a :class:`verifiers.Composite` made only of them) grades every
+row: TRL rows with no reference column still get a score, where a correctness
+verifier returns ``None``.
 
 >>> from verifiers.format import ThinkAnswerVerifier, JsonVerifier, OverlongPenalty
 >>> ThinkAnswerVerifier().verify("<think>3*8</think> <answer>24</answer>", None).reason
@@ -49,27 +50,6 @@ from verifiers.base import Verdict, completion_text, failed, make_reward, map_ve
 
 #: Responses longer than this are not parsed (a guard for regexes and JSON).
 MAX_RESPONSE_CHARS = 1_000_000
-
-
-def _reward_every_row(
-    verifier: Any, reference_field: str | None = "answer", name: str | None = None, workers: int | None = 1
-) -> Callable[..., list[float | None]]:
-    """A TRL reward that grades every completion, with or without a reference.
-
-    ``make_reward`` skips rows whose reference is missing, which is right for
-    correctness verifiers and wrong for format checks that need no reference.
-    The reference column, where present, is passed through (``None`` elsewhere).
-    """
-
-    def reward(prompts: Any = None, completions: Sequence[Any] = (), **columns: Any) -> list[float | None]:
-        refs = columns.get(reference_field) if reference_field else None
-        refs = list(refs) if refs is not None else [None] * len(completions)
-        texts = [completion_text(c) for c in completions]
-        verdicts = verifier.verify_batch(texts, refs, workers=workers)
-        return [float(v.score) if v.gradable else None for v in verdicts]
-
-    reward.__name__ = name or f"{verifier.name}_reward"
-    return reward
 
 
 def _too_large(response: Any) -> Verdict | None:
@@ -106,6 +86,7 @@ class ThinkAnswerVerifier:
     """
 
     name = "think_answer"
+    needs_reference = False  # grades every row; a reference, where given, is optional
 
     def __init__(self, prefilled_think: bool = False):
         self.prefilled_think = prefilled_think
@@ -135,7 +116,7 @@ class ThinkAnswerVerifier:
 
     def as_reward(self, reference_field: str = "answer", **kwargs: Any) -> Callable[..., list[float | None]]:
         """Reward for every row (the reference column is not needed)."""
-        return _reward_every_row(self, reference_field, **kwargs)
+        return make_reward(self, reference_field, **kwargs)
 
 
 # --------------------------------------------------------------------------- JSON
@@ -326,6 +307,7 @@ class JsonVerifier:
     """
 
     name = "json"
+    needs_reference = False  # grades every row; a reference, where given, is optional
 
     def __init__(self, schema: dict[str, Any] | str | None = None, model: type | str | None = None):
         if isinstance(schema, str):
@@ -411,7 +393,7 @@ class JsonVerifier:
 
     def as_reward(self, reference_field: str = "answer", **kwargs: Any) -> Callable[..., list[float | None]]:
         """Reward for every row; rows with a reference must also equal it."""
-        return _reward_every_row(self, reference_field, **kwargs)
+        return make_reward(self, reference_field, **kwargs)
 
 
 # --------------------------------------------------------------------------- regex
@@ -455,6 +437,7 @@ class RegexVerifier:
     """
 
     name = "regex"
+    needs_reference = False  # grades every row; a reference, where given, is optional
 
     def __init__(self, pattern: str, flags: int | str | Sequence[str] = 0, fullmatch: bool = False):
         self.pattern = pattern
@@ -481,7 +464,7 @@ class RegexVerifier:
 
     def as_reward(self, reference_field: str = "answer", **kwargs: Any) -> Callable[..., list[float | None]]:
         """Reward for every row (the reference column is not needed)."""
-        return _reward_every_row(self, reference_field, **kwargs)
+        return make_reward(self, reference_field, **kwargs)
 
 
 # --------------------------------------------------------------------------- length
@@ -498,6 +481,7 @@ class LengthVerifier:
     """
 
     name = "length"
+    needs_reference = False  # grades every row; a reference, where given, is optional
 
     def __init__(
         self,
@@ -536,7 +520,7 @@ class LengthVerifier:
 
     def as_reward(self, reference_field: str = "answer", **kwargs: Any) -> Callable[..., list[float | None]]:
         """Reward for every row (the reference column is not needed)."""
-        return _reward_every_row(self, reference_field, **kwargs)
+        return make_reward(self, reference_field, **kwargs)
 
 
 # --------------------------------------------------------------------------- overlong
@@ -575,6 +559,7 @@ class OverlongPenalty:
     """
 
     name = "overlong"
+    needs_reference = False  # grades every row; a reference, where given, is optional
 
     def __init__(self, max_length: int, cache_length: int, unit: str = "chars", tokenizer: Any = None):
         if max_length <= 0:
@@ -636,7 +621,7 @@ class OverlongPenalty:
         self, reference_field: str = "answer", name: str | None = None, workers: int | None = 1
     ) -> Callable[..., list[float | None]]:
         """Penalty for every row; token lengths come from ``completion_ids`` when given."""
-        by_text = _reward_every_row(self, None, name, workers)
+        by_text = make_reward(self, None, name, workers)
 
         def reward(prompts: Any = None, completions: Sequence[Any] = (), **columns: Any) -> list[float | None]:
             ids = columns.get("completion_ids")

@@ -69,6 +69,8 @@ class Composite:
             raise ValueError("a Composite needs at least one component")
         self.components = components
         self.total = sum(w for _, w in components.values()) or 1.0
+        # grades a row without a reference when any component can (e.g. a format check)
+        self.needs_reference = all(getattr(v, "needs_reference", True) for v, _ in components.values())
 
     def verify(self, response: str, reference: Any) -> Verdict:
         parts: dict[str, dict[str, Any]] = {}
