@@ -46,7 +46,7 @@ import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from verifiers.base import Verdict, completion_text, failed, make_reward, map_verify, passed, skipped
+from verifiers.base import Verdict, failed, make_reward, map_verify, passed, skipped
 
 #: Responses longer than this are not parsed (a guard for regexes and JSON).
 MAX_RESPONSE_CHARS = 1_000_000
