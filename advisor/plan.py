@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
 from advisor.errors import PlanError
 from advisor.flowchart import PROBE_GATE, walk
@@ -34,21 +34,24 @@ class Task(Strict):
     description: str = ""
 
 
+def _cot_word(value: Any) -> Any:
+    """YAML reads a bare yes/no as a boolean; cot_helps means the word."""
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    return value
+
+
+CotHelps = Annotated[Literal["yes", "no", "unknown"] | None, BeforeValidator(_cot_word)]
+
+
 class Answers(Strict):
     """The flowchart answers recorded in the plan (what the route follows from)."""
 
     labeled_rows: int = Field(ge=0)
     verifiable: bool
     ground_truth: bool | None = None
-    cot_helps: Literal["yes", "no", "unknown"] | None = None
+    cot_helps: CotHelps = None
     preference_pairs: bool | None = None
-
-    @field_validator("cot_helps", mode="before")
-    @classmethod
-    def _cot(cls, v: Any) -> Any:
-        if isinstance(v, bool):
-            return "yes" if v else "no"
-        return v
 
 
 class DecisionStep(Strict):

@@ -19,6 +19,7 @@ from advisor.flowchart import ENOUGH_GOLD_ROWS, PROBE_GATE, walk
 from advisor.plan import (
     Answers,
     Compute,
+    CotHelps,
     Data,
     DecisionStep,
     DpoStage,
@@ -63,7 +64,7 @@ class PlanAnswers(Strict):
 
     labeled_rows: int = Field(ge=0)
     verifiable: bool
-    cot_helps: Literal["yes", "no", "unknown"] | None = None
+    cot_helps: CotHelps = None
     preference_pairs: bool = False
     task_kind: Literal["math", "code", "structured", "classification", "open_ended", "game24"] = "math"
     description: str = ""
@@ -79,13 +80,6 @@ class PlanAnswers(Strict):
     answer_field: str = "answer"
     verifier: str | None = None
     gpus: int = Field(default=0, ge=0)
-
-    @field_validator("cot_helps", mode="before")
-    @classmethod
-    def _cot(cls, v: Any) -> Any:
-        if isinstance(v, bool):
-            return "yes" if v else "no"
-        return v
 
     @field_validator("judge_models", mode="before")
     @classmethod

@@ -7,7 +7,6 @@ as ``advisor/templates``; :func:`template_dir` finds whichever copy is present.
 from __future__ import annotations
 
 import functools
-import os
 import stat
 from pathlib import Path
 from typing import Any
@@ -62,9 +61,8 @@ def render(name: str, **context: Any) -> str:
 
 def write_atomic(path: Path, text: str, executable: bool = False) -> None:
     """Write via a temp file and rename, so a reader never sees half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(text)
+    from pipelines.artifacts import write_text
+
+    write_text(path, text)
     if executable:
-        tmp.chmod(tmp.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
-    os.replace(tmp, path)
+        path.chmod(path.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
