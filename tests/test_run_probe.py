@@ -237,3 +237,30 @@ def test_kill_9_loses_at_most_the_shard_in_flight(tmp_path):
     keys = [(r["prompt_index"], r["sample_index"]) for r in rows]
     assert len(keys) == len(set(keys)) == 80
     assert json.loads((shards.parent / "metrics.json").read_text())["pass@1"] == pytest.approx(0.6)
+
+
+def test_ctrl_c_stops_cleanly_and_the_rerun_resumes(tmp_path):
+    """SIGINT (Ctrl-C) mid-probe: exit 130 with a one-line message; finished shards are kept."""
+    with OpenAIServer(reply=slow_reply, model_name="scripted") as server:
+        plan = make_plan(tmp_path, server.base_url, shard_size=2)
+        shards = tmp_path / "runs" / "probe-test" / "01-probe" / "shards-direct"
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "advisor.cli", "run", str(plan), "--only", "probe"],
+            cwd=tmp_path,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and len(list(shards.glob("shard-*.jsonl"))) < 2:
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+        assert proc.returncode == 130, err
+        assert "interrupted: finished shards are kept" in err and "Traceback" not in err
+        kept = len(list(shards.glob("shard-*.jsonl")))
+        assert kept >= 2
+        result = run_cli("run", plan, "--only", "probe", cwd=tmp_path)
+    assert result.exit_code == 0, result.output
+    rows = (shards.parent / "samples.jsonl").read_text().splitlines()
+    assert len(rows) == 80

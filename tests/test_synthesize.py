@@ -148,3 +148,23 @@ def test_bad_rubric_is_caught_before_any_model_runs(tmp_path, server):
     assert result.exit_code == 2
     assert "stages[0].rubric: rubric does not render" in result.output
     assert server.requests == []
+
+
+def teacher_with_new_questions(messages, model):
+    text = messages[-1]["content"]
+    if model == "teacher" and "Write one new question" in text:
+        return "What is 10+11?"  # the same new question every time: de-duplicated to one
+    return scripted(messages, model)
+
+
+def test_new_prompts_from_seed_examples_are_deduplicated_and_judged(tmp_path):
+    with OpenAIServer(reply=teacher_with_new_questions, model_name=("teacher", "judge-a", "judge-b", "judge-c")) as s:
+        result = run(make_plan(tmp_path, s.base_url, new_prompts=3, require_verifier=False), tmp_path)
+    assert result.exit_code == 0, result.output
+    pairs = read(tmp_path / "runs" / "synth-test" / "01-synthesize" / "pairs.jsonl")
+    new = [p for p in pairs if p["question"] == "What is 10+11?"]
+    assert len(new) == 1, "three identical new questions become one prompt"
+    assert new[0]["reference"] is None and new[0]["judges"]["verifier"]["pass"] is None, (
+        "no gold: the verifier abstains"
+    )
+    assert new[0]["kept"] is True, "without a required verifier the judges' majority decides"
