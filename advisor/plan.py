@@ -325,6 +325,10 @@ def semantic_problems(plan: Plan, base_dir: Path | None = None, check_files: boo
             and "reward_model" not in kinds[:i]
         ):
             problems.append(f"stages[{i}].reward: 'reward_model' needs a reward_model stage before it")
+        if s.kind == "psft" and plan.compute.distributed == "fsdp" and plan.compute.num_processes > 1:
+            problems.append(
+                f"stages[{i}].kind: psft keeps a full copy of the old policy, which FSDP shards away; use ddp or deepspeed"
+            )
         if s.kind == "synthesize" and not plan.models.teacher:
             problems.append(f"stages[{i}]: synthesize needs models.teacher")
         if s.kind == "synthesize" and s.rubric is not None:

@@ -302,3 +302,14 @@ def test_missing_plan_file_exit_2(runner, tmp_path):
 def test_help_teaches_with_examples(runner):
     result = run(runner, "plan", "--help")
     assert "Examples:" in result.output and "--labeled-rows" in result.output and "--no-input" in result.output
+
+
+def test_validate_rejects_psft_under_fsdp(runner, plan_dir):
+    data = yaml.safe_load((plan_dir / "plan.yaml").read_text())
+    data["stages"][3]["kind"] = "psft"
+    data["stages"][3].pop("weight_decay")
+    data["compute"].update(num_processes=2, distributed="fsdp")
+    (plan_dir / "plan.yaml").write_text(yaml.safe_dump(data))
+    result = run(runner, "validate", "--skip-files", plan_dir / "plan.yaml")
+    assert result.exit_code == 2
+    assert "stages[3].kind: psft keeps a full copy of the old policy" in result.output
