@@ -18,9 +18,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-from click.testing import CliRunner
+from helpers import run_cli
 
-from advisor.cli import main
 from advisor.plan import plan_to_dict
 from advisor.planner import PlanAnswers, build_plan
 from pipelines.openai_server import OpenAIServer
@@ -74,15 +73,6 @@ def make_plan(folder: Path, base_url: str, **probe) -> Path:
     path = folder / "plan.yaml"
     path.write_text(yaml.safe_dump(data, sort_keys=False))
     return path
-
-
-def run_cli(*args, cwd: Path):
-    old = os.getcwd()
-    os.chdir(cwd)
-    try:
-        return CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
-    finally:
-        os.chdir(old)
 
 
 def test_gate_passes_and_metrics_are_measured(tmp_path):

@@ -7,17 +7,16 @@ vetoes and the agreement figures are known in advance.
 from __future__ import annotations
 
 import json
-import os
 import re
 from pathlib import Path
 
 import pytest
 import yaml
-from click.testing import CliRunner
+from helpers import run_plan_cli as run
 
-from advisor.cli import main
 from advisor.plan import plan_to_dict
 from advisor.planner import PlanAnswers, build_plan
+from pipelines.artifacts import read_jsonl as read
 from pipelines.openai_server import OpenAIServer
 
 QUESTIONS = [(1, 2), (3, 4), (5, 6), (7, 8)]
@@ -72,19 +71,6 @@ def make_plan(folder: Path, base_url: str, **stage) -> Path:
     path = folder / "plan.yaml"
     path.write_text(yaml.safe_dump(data, sort_keys=False))
     return path
-
-
-def run(plan: Path, cwd: Path):
-    old = os.getcwd()
-    os.chdir(cwd)
-    try:
-        return CliRunner().invoke(main, ["run", str(plan)], catch_exceptions=False)
-    finally:
-        os.chdir(old)
-
-
-def read(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text().splitlines()]
 
 
 @pytest.fixture
