@@ -49,6 +49,13 @@ def load_rows(
     except InputError:
         raise
     except Exception as exc:  # datasets raises many types; the user needs one line
+        if path.suffix.lower() == ".jsonl":
+            from advisor.scoring import read_rows
+
+            try:
+                read_rows(path)  # names the first malformed line
+            except InputError as bad:
+                raise InputError(f"{label}: {bad}") from None
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise InputError(f"{label}: cannot load {source}: {first}") from None
     missing = [f for f in fields if f not in ds.column_names]

@@ -254,3 +254,13 @@ def test_ctrl_c_stops_cleanly_and_the_rerun_resumes(tmp_path):
     assert result.exit_code == 0, result.output
     rows = (shards.parent / "samples.jsonl").read_text().splitlines()
     assert len(rows) == 80
+
+
+def test_malformed_data_row_names_the_line(tmp_path):
+    plan = make_plan(tmp_path, "http://127.0.0.1:9/v1")
+    with open(tmp_path / "eval.jsonl", "a") as f:
+        f.write('{"question": "What is 1+1?", "answer": \n')
+    result = run_cli("run", plan, cwd=tmp_path)
+    assert result.exit_code == 2
+    last = result.output.strip().splitlines()[-1]
+    assert last.startswith("error: data.eval:") and "line 21: not valid JSON" in last
