@@ -30,7 +30,7 @@ def test_demo_data_splits_are_disjoint():
 
 
 def test_demo_plan_comes_from_the_flowchart(tmp_path):
-    models = {name: tmp_path / name for name in ("student", "weak-student", "teacher", "judge-qwen2")}
+    models = {name: tmp_path / name for name in ("student", "weak-student", "teacher", "judge")}
     plan = demo_plan(models, SMALL, "student")
     assert plan["route"] == "rft"
     kinds = [s["kind"] for s in plan["stages"]]
