@@ -30,7 +30,7 @@ from typing import Any
 
 import yaml
 
-from pipelines.artifacts import sha256_json, write_json, write_text
+from pipelines.artifacts import read_json, sha256_json, write_json, write_text
 
 
 @dataclass(frozen=True)
@@ -169,7 +169,6 @@ def run_demo(
     from rich.console import Console
 
     from advisor.plan import Plan
-    from advisor.runner import run_plan
 
     console = console or Console(stderr=True)
     cfg = cfg or DemoConfig()
@@ -185,25 +184,16 @@ def run_demo(
 
     console.rule("2. plan (the flowchart, answered without a terminal)")
     plan_data = demo_plan(models, cfg, "weak-student" if gate_fail else "student")
-    plan_file = out / "plan.yaml"
-    write_text(plan_file, yaml.safe_dump(plan_data, sort_keys=False))
     from advisor.cli import _print_explanation
 
     _print_explanation(Plan.model_validate(plan_data))
 
     console.rule("3. pipeline")
-    run_plan(plan_file, run_dir=out / "runs" / "demo", console=console)
-    result = json.loads(
-        (out / "runs" / "demo" / Plan.model_validate(plan_data).stage_dirs()[-1] / "metrics.json").read_text()
-    )
+    result = run_and_read(plan_data, out / "plan.yaml", out / "runs" / "demo", console)
 
     console.rule("4. control: the same loop on unverified samples")
     control_data = demo_plan(models, cfg, "student", control=True)
-    control_file = out / "plan-control.yaml"
-    write_text(control_file, yaml.safe_dump(control_data, sort_keys=False))
-    control_plan = Plan.model_validate(control_data)
-    run_plan(control_file, run_dir=out / "runs" / "demo-control", console=console)
-    control = json.loads((out / "runs" / "demo-control" / control_plan.stage_dirs()[-1] / "metrics.json").read_text())
+    control = run_and_read(control_data, out / "plan-control.yaml", out / "runs" / "demo-control", console)
 
     summary = {
         "verified": _headline(result),
@@ -212,6 +202,16 @@ def run_demo(
     }
     write_json(out / "demo-result.json", summary)
     return summary
+
+
+def run_and_read(plan_data: dict[str, Any], plan_file: Path, run_dir: Path, console: Any) -> dict[str, Any]:
+    """Write the plan, run it, and return its last stage's metrics."""
+    from advisor.plan import Plan
+    from advisor.runner import run_plan
+
+    write_text(plan_file, yaml.safe_dump(plan_data, sort_keys=False))
+    run_plan(plan_file, run_dir=run_dir, console=console)
+    return read_json(run_dir / Plan.model_validate(plan_data).stage_dirs()[-1] / "metrics.json")
 
 
 def _headline(metrics: dict[str, Any]) -> dict[str, Any]:
@@ -289,7 +289,6 @@ def run_smollm2_probe(out: Path, cache: Path | None = None, console: Any = None,
 
     from advisor.plan import plan_to_dict
     from advisor.planner import PlanAnswers, build_plan
-    from advisor.runner import run_plan
 
     console = console or Console(stderr=True)
     out.mkdir(parents=True, exist_ok=True)
@@ -322,7 +321,4 @@ def run_smollm2_probe(out: Path, cache: Path | None = None, console: Any = None,
         shard_size=20,
     )
     plan["verifier"]["options"] = {"fallback_last_number": True}
-    plan_file = out / "plan.yaml"
-    write_text(plan_file, yaml.safe_dump(plan, sort_keys=False))
-    run_plan(plan_file, run_dir=out / "runs" / "smollm2-probe", console=console)
-    return json.loads((out / "runs" / "smollm2-probe" / "01-probe" / "metrics.json").read_text())
+    return run_and_read(plan, out / "plan.yaml", out / "runs" / "smollm2-probe", console)

@@ -199,22 +199,29 @@ def slow_reply(messages) -> str:
     return right_when_a_is_odd(messages)
 
 
+def start_probe_until_shards(folder: Path, base_url: str, shards_wanted: int):
+    """``advisor run --only probe`` in a real subprocess, returned once it has finished some shards."""
+    plan = make_plan(folder, base_url, shard_size=2)
+    shards = folder / "runs" / "probe-test" / "01-probe" / "shards-direct"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "advisor.cli", "run", str(plan), "--only", "probe"],
+        cwd=folder,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and len(list(shards.glob("shard-*.jsonl"))) < shards_wanted:
+        time.sleep(0.05)
+    return plan, shards, proc
+
+
 def test_kill_9_loses_at_most_the_shard_in_flight(tmp_path):
     """A real ``kill -9`` of ``advisor run`` mid-probe, then a resume: no duplicated or missing rows."""
     with OpenAIServer(reply=slow_reply, model_name="scripted") as server:
-        plan = make_plan(tmp_path, server.base_url, shard_size=2)
-        shards = tmp_path / "runs" / "probe-test" / "01-probe" / "shards-direct"
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "advisor.cli", "run", str(plan), "--only", "probe"],
-            cwd=tmp_path,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and len(list(shards.glob("shard-*.jsonl"))) < 3:
-            time.sleep(0.05)
+        plan, shards, proc = start_probe_until_shards(tmp_path, server.base_url, 3)
         os.kill(proc.pid, signal.SIGKILL)
-        proc.wait()
+        proc.communicate()
         finished = len(list(shards.glob("shard-*.jsonl")))
         assert 3 <= finished < 10, "killed mid-run"
         assert not (shards.parent / "manifest.json").exists()
@@ -232,18 +239,7 @@ def test_kill_9_loses_at_most_the_shard_in_flight(tmp_path):
 def test_ctrl_c_stops_cleanly_and_the_rerun_resumes(tmp_path):
     """SIGINT (Ctrl-C) mid-probe: exit 130 with a one-line message; finished shards are kept."""
     with OpenAIServer(reply=slow_reply, model_name="scripted") as server:
-        plan = make_plan(tmp_path, server.base_url, shard_size=2)
-        shards = tmp_path / "runs" / "probe-test" / "01-probe" / "shards-direct"
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "advisor.cli", "run", str(plan), "--only", "probe"],
-            cwd=tmp_path,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and len(list(shards.glob("shard-*.jsonl"))) < 2:
-            time.sleep(0.05)
+        plan, shards, proc = start_probe_until_shards(tmp_path, server.base_url, 2)
         proc.send_signal(signal.SIGINT)
         _, err = proc.communicate(timeout=60)
         assert proc.returncode == 130, err
