@@ -71,7 +71,7 @@ def run_mathverify(rows: list[dict]) -> tuple[list[bool], list[float]] | None:
 
 def _worker_cpu() -> float:
     """CPU seconds used so far by this process's math workers (Linux /proc; 0 elsewhere)."""
-    from verifiers import _worker
+    from verifiers._math import worker as _worker
 
     total = 0.0
     for pool in list(_worker._POOLS.values()):
@@ -93,7 +93,7 @@ def throughput(rows: list[dict], rounds: int) -> dict[str, float]:
     cache. CPU seconds (caller plus workers) show how the work splits when the
     wall clock is noisy.
     """
-    from verifiers import _worker
+    from verifiers._math import worker as _worker
 
     v = MathVerifier(cache_size=0)
     responses, golds = [r["response"] for r in rows], [r["gold"] for r in rows]

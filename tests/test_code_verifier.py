@@ -196,7 +196,7 @@ def test_process_isolation_fallback_still_judges():
 
 def test_auto_falls_back_to_process_isolation_and_warns_once(monkeypatch, caplog):
     # a locked-down container: the namespace worker cannot start
-    import verifiers._sandbox as sandbox
+    import verifiers._sandbox.host as sandbox
 
     def refuse(*args, **kwargs):
         raise sandbox.SandboxUnavailable("unshare: Operation not permitted")

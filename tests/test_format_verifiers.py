@@ -6,7 +6,6 @@ Each case says why the response should pass or fail.
 from __future__ import annotations
 
 import doctest
-import importlib.util
 import pickle
 import sys
 import types
@@ -28,8 +27,6 @@ from verifiers.format import (
     normalize_answer,
     validate_schema,
 )
-
-HAS_JSONSCHEMA = importlib.util.find_spec("jsonschema") is not None
 
 
 def ids(cases):
@@ -175,13 +172,34 @@ def test_builtin_schema_validator(instance, schema, errors):
     assert validate_schema(instance, schema) == errors
 
 
-@pytest.mark.skipif(HAS_JSONSCHEMA, reason="the warning is for the built-in validator only")
-def test_unsupported_schema_keyword_warns_with_the_fix():
-    with pytest.warns(UserWarning, match=r"\['\$ref'\].*install `jsonschema`"):
+def test_unsupported_schema_keyword_is_refused_not_ignored():
+    # an ignored constraint would pass answers that break it
+    with pytest.raises(ValueError, match=r"keywords \['\$ref'\] are not supported; use only "):
         JsonVerifier(schema={"properties": {"a": {"$ref": "#/defs/x"}}})
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        JsonVerifier(schema=PERSON)  # fully supported: silent
+        JsonVerifier(schema={**PERSON, "title": "Person", "description": "annotations are fine"})
+
+
+def _json_reasons() -> list[str]:
+    out = []
+    for response, schema, reference, _, _ in args(JSON_CASES):
+        out.append(JsonVerifier(schema=schema).verify(response, reference).reason)
+    return out
+
+
+def test_json_messages_do_not_depend_on_an_installed_jsonschema(monkeypatch):
+    # vLLM brings jsonschema along: a run with it must read exactly like one without
+    without = _json_reasons()
+    fake = types.ModuleType("jsonschema")
+    fake.validators = types.SimpleNamespace(validator_for=lambda *a, **k: pytest.fail("jsonschema was consulted"))
+    monkeypatch.setitem(sys.modules, "jsonschema", fake)
+    import jsonschema  # the fake is what an import finds now
+
+    assert jsonschema is fake
+    assert _json_reasons() == without
+    with pytest.raises(ValueError, match="not supported"):  # the same refusal, not jsonschema's own check
+        JsonVerifier(schema={"$ref": "#/x"})
 
 
 class Answer(BaseModel):

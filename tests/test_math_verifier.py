@@ -262,7 +262,7 @@ def test_registry_and_pickle() -> None:
 
 def test_workers_stop_when_the_caller_exits() -> None:
     code = (
-        "from verifiers.math import MathVerifier; from verifiers import _worker; v = MathVerifier(); v.warm_up(2); "
+        "from verifiers.math import MathVerifier; from verifiers._math import worker as _worker; v = MathVerifier(); v.warm_up(2); "
         "pool = next(iter(_worker._POOLS.values())); "
         "print(pool.zygote.proc.pid, *[w.pid for w in pool.idle.queue])"
     )

@@ -6,6 +6,26 @@ True
 
 Every verifier returns a :class:`Verdict` and offers ``verify``, ``verify_batch``
 and ``as_reward`` (TRL ``reward_funcs`` form). Heavy modules load on first use.
+
+What lives where:
+
+- ``base``: the contract (``Verdict``, the ``Verifier`` protocol), ``make_reward``
+  and ``BatchedVerifier``, which gives every verifier its ``verify_batch`` and
+  ``as_reward``.
+- ``registry``: plan names to classes, ``get``, ``Composite`` (weighted sums) and
+  ``option_problems`` (a plan's verifier options checked before any compute).
+- ``math``: answers judged by rules and sympy; its engine is the private
+  ``_math`` package (extraction, LaTeX, structure, equivalence, killable workers).
+- ``code``: programs run against tests; its sandbox is the private ``_sandbox``
+  package (host pool, zygote worker, candidate and tests roles, isolated root).
+- ``game24``: the 24 game. ``format``: think/answer, regex, length, overlong and
+  exact-match checks. ``schema``: JSON answers, with the project's own JSON
+  Schema checker.
+
+Imports go one way: this package imports nothing else of the project (the
+standard library; sympy inside the math workers; transformers only for an
+``OverlongPenalty`` counting tokens by tokenizer name), so pipelines and the
+app build on it, never the reverse.
 """
 
 from __future__ import annotations
@@ -20,7 +40,7 @@ _LAZY = {
     "MathVerifier": "verifiers.math",
     "CodeVerifier": "verifiers.code",
     "Game24Verifier": "verifiers.game24",
-    "JsonVerifier": "verifiers.format",
+    "JsonVerifier": "verifiers.schema",
     "ThinkAnswerVerifier": "verifiers.format",
     "RegexVerifier": "verifiers.format",
     "LengthVerifier": "verifiers.format",

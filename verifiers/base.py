@@ -99,6 +99,15 @@ class Verifier(Protocol):
     def as_reward(self, reference_field: str = "answer", **kwargs: Any) -> Callable[..., list[float | None]]: ...
 
 
+def text_problem(response: Any, max_chars: int) -> Verdict | None:
+    """A failed verdict when ``response`` is not text or longer than ``max_chars``, else None."""
+    if not isinstance(response, str):
+        return failed("fail", f"response is {type(response).__name__}, not text")
+    if len(response) > max_chars:
+        return failed("too_large", f"{len(response)} chars > {max_chars}")
+    return None
+
+
 def completion_text(completion: Any) -> str:
     """Text of a TRL completion: a plain string or a conversational message list."""
     if isinstance(completion, str):
@@ -143,6 +152,33 @@ def map_verify(
         return [_verify_one(it) for it in items]
     with ProcessPoolExecutor(max_workers=min(workers, len(items))) as pool:
         return list(pool.map(_verify_one, items, chunksize=max(1, len(items) // (workers * 4))))
+
+
+class BatchedVerifier:
+    """``verify_batch`` and ``as_reward`` for a class that defines ``verify``.
+
+    Verifiers inherit these instead of writing them out. ``verify_batch`` uses
+    :func:`map_verify` (a process pool) unless the subclass has its own pool;
+    ``as_reward`` wraps :func:`make_reward` with ``workers`` defaulting to
+    :attr:`reward_workers`.
+    """
+
+    name: str
+    #: ``workers`` for ``as_reward`` when the caller gives none (1: in-process).
+    reward_workers: int | None = 1
+
+    def verify(self, response: str, reference: Any) -> Verdict:  # pragma: no cover - every subclass has one
+        raise NotImplementedError
+
+    def verify_batch(
+        self, responses: Sequence[str], references: Sequence[Any], workers: int | None = None
+    ) -> list[Verdict]:
+        return map_verify(self, responses, references, workers)
+
+    def as_reward(self, reference_field: str = "answer", **kwargs: Any) -> Callable[..., list[float | None]]:
+        """A TRL reward function: one score per completion, ``None`` where ungradable."""
+        kwargs.setdefault("workers", self.reward_workers)
+        return make_reward(self, reference_field, **kwargs)
 
 
 def make_reward(

@@ -27,7 +27,7 @@ signal, a non-zero exit in stdio mode, the memory or output limit, code that doe
 not load) or ``skip`` (the reference cannot be read). ``meta["isolation"]`` says
 how the program was isolated.
 
-Isolation, as built by ``_sandbox_worker.py`` (root on Linux; level ``namespace+cgroup``):
+Isolation, as built by ``verifiers/_sandbox/worker.py`` (root on Linux; level ``namespace+cgroup``):
 
 * **Processes and time.** One warm worker ("zygote") per slot lives in fresh mount,
   network, IPC, UTS and PID namespaces. Each program is forked from it as PID 1
@@ -109,13 +109,13 @@ import json
 import math
 import re
 import secrets
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from verifiers import _sandbox_child as wire
-from verifiers._sandbox import SandboxPool, SandboxUnavailable
-from verifiers.base import Verdict, default_workers, failed, make_reward, passed, skipped
+from verifiers._sandbox import child as wire
+from verifiers._sandbox.host import SandboxPool, SandboxUnavailable
+from verifiers.base import BatchedVerifier, Verdict, default_workers, failed, passed, skipped
 
 DEFAULT_LIMITS = {"timeout_s": 5.0, "memory_mb": 1024, "output_limit_bytes": 1 << 20}
 HOST_GRACE_S = 10.0  # the host's deadline on a worker, beyond the run's own
@@ -209,7 +209,7 @@ def _crash(raw: dict, limits: dict) -> Verdict | None:
     return None
 
 
-class CodeVerifier:
+class CodeVerifier(BatchedVerifier):
     """Runs model-written Python against tests in a sandbox (see the module docstring).
 
     Args:
@@ -217,12 +217,19 @@ class CodeVerifier:
         isolation: ``"auto"`` (namespaces where possible, else processes, with a
             warning), ``"namespace"`` (raise where unavailable) or ``"process"``.
         recycle_after: Jobs a worker runs before it is replaced by a fresh one.
+
+    ``as_reward`` reads the reference column as dicts or JSON strings and uses
+    every slot by default::
+
+        reward = CodeVerifier().as_reward(reference_field="tests")
+        ref = '{"mode": "call", "entry_point": "f", "cases": [{"input": [], "output": 1}]}'
+        reward(completions=["def f():\\n    return 1"], tests=[ref])  # -> [1.0]
     """
 
     name = "code"
 
     def __init__(self, workers: int | None = None, isolation: str = "auto", recycle_after: int = 500):
-        self.workers = workers or default_workers()
+        self.workers = self.reward_workers = workers or default_workers()
         self.isolation = isolation
         self._pool = SandboxPool(self.workers, isolation, recycle_after)  # thread-safe; lazy
 
@@ -254,18 +261,6 @@ class CodeVerifier:
             return [self.verify(r, ref) for r, ref in zip(responses, references, strict=False)]
         with ThreadPoolExecutor(max_workers=n) as pool:
             return list(pool.map(self.verify, responses, references))
-
-    def as_reward(self, reference_field: str = "answer", **kwargs: Any) -> Callable[..., list[float | None]]:
-        """TRL reward function; the reference column may hold dicts or JSON strings.
-
-        Example::
-
-            reward = CodeVerifier().as_reward(reference_field="tests")
-            ref = '{"mode": "call", "entry_point": "f", "cases": [{"input": [], "output": 1}]}'
-            reward(completions=["def f():\\n    return 1"], tests=[ref])  # -> [1.0]
-        """
-        kwargs.setdefault("workers", self.workers)
-        return make_reward(self, reference_field, **kwargs)
 
     def close(self) -> None:
         """Stop the workers now (they also stop at interpreter exit)."""

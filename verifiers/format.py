@@ -11,6 +11,8 @@ verifier (registry name) checks                                        reference
 (``think_answer``)       once each, in order, only whitespace around
 ``JsonVerifier``         parses as JSON (last fenced block or whole    optional
 (``json``)               text); optional JSON Schema / pydantic model
+                         (defined in ``verifiers.schema``, with the
+                         schema checker; re-exported here)
 ``RegexVerifier``        ``re.search`` (or full match) of a pattern     ignored
 (``regex``)
 ``LengthVerifier``       character / word counts within bounds         ignored
@@ -37,28 +39,37 @@ verifier returns ``None``.
 
 from __future__ import annotations
 
-import importlib
-import json
 import math
 import re
 import unicodedata
-import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from verifiers.base import Verdict, failed, make_reward, map_verify, passed, skipped
+from verifiers.base import BatchedVerifier, Verdict, failed, make_reward, passed, skipped, text_problem
+from verifiers.schema import (
+    MAX_RESPONSE_CHARS,
+    JsonVerifier,
+    extract_json_text,
+    json_equal,
+    parse_json,
+    validate_schema,
+)
 
-#: Responses longer than this are not parsed (a guard for regexes and JSON).
-MAX_RESPONSE_CHARS = 1_000_000
-
-
-def _too_large(response: Any) -> Verdict | None:
-    if not isinstance(response, str):
-        return failed("fail", f"response is {type(response).__name__}, not text")
-    if len(response) > MAX_RESPONSE_CHARS:
-        return failed("too_large", f"{len(response)} chars > {MAX_RESPONSE_CHARS}")
-    return None
-
+__all__ = [
+    "MAX_RESPONSE_CHARS",
+    "ExactMatchVerifier",
+    "JsonVerifier",
+    "LengthVerifier",
+    "OverlongPenalty",
+    "RegexVerifier",
+    "ThinkAnswerVerifier",
+    "extract_json_text",
+    "extract_short_answer",
+    "json_equal",
+    "normalize_answer",
+    "parse_json",
+    "validate_schema",
+]
 
 # --------------------------------------------------------------------------- think/answer
 
@@ -66,7 +77,7 @@ _TAG = re.compile(r"</?(?:think|answer)>", re.IGNORECASE)
 _THINK_ANSWER = re.compile(r"\s*<think>(.*?)</think>\s*<answer>(.*?)</answer>\s*", re.DOTALL | re.IGNORECASE)
 
 
-class ThinkAnswerVerifier:
+class ThinkAnswerVerifier(BatchedVerifier):
     """The R1 format reward: ``<think>...</think><answer>...</answer>``.
 
     Passes when the response holds exactly one think block followed by exactly
@@ -92,7 +103,7 @@ class ThinkAnswerVerifier:
         self.prefilled_think = prefilled_think
 
     def verify(self, response: str, reference: Any = None) -> Verdict:
-        if (bad := _too_large(response)) is not None:
+        if (bad := text_problem(response, MAX_RESPONSE_CHARS)) is not None:
             return bad
         if self.prefilled_think and not response.lstrip().lower().startswith("<think>"):
             response = "<think>" + response
@@ -108,292 +119,6 @@ class ThinkAnswerVerifier:
         if not answer:
             return failed("fail", "empty <answer>")
         return passed("well-formed", extracted=answer)
-
-    def verify_batch(
-        self, responses: Sequence[str], references: Sequence[Any], workers: int | None = None
-    ) -> list[Verdict]:
-        return map_verify(self, responses, references, workers)
-
-    def as_reward(self, reference_field: str = "answer", **kwargs: Any) -> Callable[..., list[float | None]]:
-        """Reward for every row (the reference column is not needed)."""
-        return make_reward(self, reference_field, **kwargs)
-
-
-# --------------------------------------------------------------------------- JSON
-
-_FENCE = re.compile(r"^[ \t]*```[ \t]*(\S*)")
-
-#: Keywords the built-in validator checks; others are ignored with a warning.
-SCHEMA_KEYWORDS = frozenset(
-    {
-        *("type", "enum", "const", "anyOf", "allOf"),
-        *("properties", "required", "additionalProperties", "items", "minItems", "maxItems"),
-        *("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "minLength", "maxLength", "pattern"),
-    }
-)
-_ANNOTATIONS = frozenset({"$schema", "$id", "$comment", "title", "description", "default", "examples", "format"})
-
-
-def extract_json_text(response: str) -> str:
-    """The last ```json (or untagged) fenced block, else the whole text, stripped.
-
-    >>> extract_json_text('```python\\nx = 1\\n```\\nthen\\n```json\\n{"a": 1}\\n```')
-    '{"a": 1}'
-    """
-    blocks: list[str] = []
-    tag: str | None = None  # None: outside a block
-    body: list[str] = []
-    for line in response.splitlines():
-        m = _FENCE.match(line)
-        if tag is None and m:
-            tag, body = m.group(1).lower(), []
-        elif tag is not None and m and not m.group(1):
-            if tag in ("", "json"):
-                blocks.append("\n".join(body))
-            tag = None
-        elif tag is not None:
-            body.append(line)
-    return (blocks[-1] if blocks else response).strip()
-
-
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not valid JSON")
-
-
-def parse_json(text: str) -> Any:
-    """Strict ``json.loads``: NaN and Infinity are rejected."""
-    return json.loads(text, parse_constant=_reject_constant)
-
-
-def json_equal(a: Any, b: Any) -> bool:
-    """JSON equality: unlike Python's ``==``, ``true`` is not ``1``."""
-    if isinstance(a, bool) or isinstance(b, bool):
-        return isinstance(a, bool) and isinstance(b, bool) and a == b
-    if isinstance(a, (int, float)) and isinstance(b, (int, float)):
-        return a == b
-    if isinstance(a, dict) and isinstance(b, dict):
-        return a.keys() == b.keys() and all(json_equal(a[k], b[k]) for k in a)
-    if isinstance(a, list) and isinstance(b, list):
-        return len(a) == len(b) and all(json_equal(x, y) for x, y in zip(a, b, strict=True))
-    return type(a) is type(b) and a == b
-
-
-def _is_type(value: Any, name: str) -> bool:
-    if name == "integer":
-        return not isinstance(value, bool) and (
-            isinstance(value, int) or (isinstance(value, float) and value.is_integer())
-        )
-    if name == "number":
-        return not isinstance(value, bool) and isinstance(value, (int, float))
-    expected = {"string": str, "object": dict, "array": list, "boolean": bool, "null": type(None)}.get(name)
-    return expected is not None and isinstance(value, expected)
-
-
-def validate_schema(instance: Any, schema: dict[str, Any], path: str = "$") -> list[str]:
-    """Check ``instance`` against the common subset of JSON Schema.
-
-    Covers the keywords in :data:`SCHEMA_KEYWORDS`. It is the fallback used when
-    the ``jsonschema`` package is not installed. Returns one message per problem
-    (empty when valid), each starting with the JSON path.
-
-    >>> validate_schema({"n": "3"}, {"properties": {"n": {"type": "integer", "minimum": 0}}})
-    ['$.n: expected integer, got "3"']
-    """
-    errors: list[str] = []
-    if schema is True or schema == {}:
-        return errors
-    if schema is False:
-        return [f"{path}: no value is allowed here"]
-    if "type" in schema:
-        types = schema["type"] if isinstance(schema["type"], list) else [schema["type"]]
-        if not any(_is_type(instance, t) for t in types):
-            return [f"{path}: expected {' or '.join(types)}, got {json.dumps(instance)[:40]}"]
-    if "enum" in schema and not any(json_equal(instance, e) for e in schema["enum"]):
-        errors.append(f"{path}: {json.dumps(instance)[:40]} is not one of {json.dumps(schema['enum'])[:80]}")
-    if "const" in schema and not json_equal(instance, schema["const"]):
-        errors.append(f"{path}: must equal {json.dumps(schema['const'])[:80]}")
-    if _is_type(instance, "number"):
-        for key, ok in (
-            ("minimum", lambda v, b: v >= b),
-            ("maximum", lambda v, b: v <= b),
-            ("exclusiveMinimum", lambda v, b: v > b),
-            ("exclusiveMaximum", lambda v, b: v < b),
-        ):
-            if key in schema and not ok(instance, schema[key]):
-                errors.append(f"{path}: {instance} violates {key} {schema[key]}")
-    if isinstance(instance, str):
-        if "minLength" in schema and len(instance) < schema["minLength"]:
-            errors.append(f"{path}: shorter than minLength {schema['minLength']}")
-        if "maxLength" in schema and len(instance) > schema["maxLength"]:
-            errors.append(f"{path}: longer than maxLength {schema['maxLength']}")
-        if "pattern" in schema and re.search(schema["pattern"], instance) is None:
-            errors.append(f"{path}: does not match pattern {schema['pattern']!r}")
-    if isinstance(instance, list):
-        if "minItems" in schema and len(instance) < schema["minItems"]:
-            errors.append(f"{path}: fewer than minItems {schema['minItems']}")
-        if "maxItems" in schema and len(instance) > schema["maxItems"]:
-            errors.append(f"{path}: more than maxItems {schema['maxItems']}")
-        items = schema.get("items")
-        if isinstance(items, (dict, bool)):
-            for i, item in enumerate(instance):
-                errors += validate_schema(item, items, f"{path}[{i}]")
-        elif isinstance(items, list):  # tuple form (draft 4-7)
-            for i, (item, sub) in enumerate(zip(instance, items, strict=False)):  # extra items are allowed
-                errors += validate_schema(item, sub, f"{path}[{i}]")
-    if isinstance(instance, dict):
-        for key in schema.get("required", []):
-            if key not in instance:
-                errors.append(f"{path}: missing required property {key!r}")
-        props = schema.get("properties", {})
-        extra = schema.get("additionalProperties", True)
-        for key, value in instance.items():
-            if key in props:
-                errors += validate_schema(value, props[key], f"{path}.{key}")
-            elif extra is False:
-                errors.append(f"{path}: unexpected property {key!r}")
-            elif isinstance(extra, dict):
-                errors += validate_schema(value, extra, f"{path}.{key}")
-    for sub in schema.get("allOf", []):
-        errors += validate_schema(instance, sub, path)
-    if "anyOf" in schema and all(validate_schema(instance, sub, path) for sub in schema["anyOf"]):
-        errors.append(f"{path}: matches none of anyOf")
-    return errors
-
-
-def _unsupported_keywords(schema: Any, found: set[str]) -> set[str]:
-    if isinstance(schema, dict):
-        found.update(k for k in schema if k not in SCHEMA_KEYWORDS and k not in _ANNOTATIONS)
-        for key, sub in schema.items():
-            if key in ("properties",) and isinstance(sub, dict):
-                for s in sub.values():
-                    _unsupported_keywords(s, found)
-            elif key in ("items", "additionalProperties") or key in ("anyOf", "allOf"):
-                for s in sub if isinstance(sub, list) else [sub]:
-                    _unsupported_keywords(s, found)
-    return found
-
-
-def _import_model(path: str) -> type:
-    module, sep, attr = path.partition(":")
-    if not sep:
-        module, _, attr = path.rpartition(".")
-    if not module or not attr:
-        raise ValueError(f"model {path!r}: expected 'package.module:Class' or 'package.module.Class'")
-    return getattr(importlib.import_module(module), attr)
-
-
-class JsonVerifier:
-    """The response is JSON, optionally of a given shape or equal to a reference.
-
-    The JSON is read from the last fenced block tagged ``json`` (or untagged),
-    else from the whole response. ``NaN``/``Infinity`` are rejected. Then, in
-    order: the JSON Schema (if given), the pydantic model (if given), and the
-    reference (if the row has one: a dict/list, or a JSON string) must all agree.
-    A reference that is not valid JSON makes the row ungradable (``skip``).
-
-    Schemas are checked with the ``jsonschema`` package when it is installed;
-    otherwise with :func:`validate_schema`, which covers the common keywords and
-    warns about the ones it ignores.
-
-    Args:
-        schema: A JSON Schema as a dict or JSON string.
-        model: A pydantic model class, or its import path (``"pkg.mod:Model"``).
-
-    >>> v = JsonVerifier(schema={"type": "object", "properties": {"a": {"enum": [1, 2]}}})
-    >>> v.verify('Here: {"a": 2}', None).reason
-    'fail: not JSON: Expecting value at line 1 column 1'
-    >>> v.verify('{"a": 2}', '{"a": 2}').passed
-    True
-    """
-
-    name = "json"
-    needs_reference = False  # grades every row; a reference, where given, is optional
-
-    def __init__(self, schema: dict[str, Any] | str | None = None, model: type | str | None = None):
-        if isinstance(schema, str):
-            schema = json.loads(schema)
-        if schema is not None and not isinstance(schema, (dict, bool)):
-            raise ValueError(f"schema must be a JSON Schema object, got {type(schema).__name__}")
-        self.schema = schema
-        self.model = _import_model(model) if isinstance(model, str) else model
-        if self.model is not None and not hasattr(self.model, "model_validate"):
-            raise ValueError(f"model {self.model!r} is not a pydantic model class")
-        self._validator: Any = None
-        if schema is not None:
-            try:
-                import jsonschema
-            except ImportError:
-                ignored = _unsupported_keywords(schema, set())
-                if ignored:
-                    warnings.warn(
-                        f"JsonVerifier schema: keywords {sorted(ignored)} are not checked by the built-in "
-                        "validator; install `jsonschema` to check them",
-                        stacklevel=2,
-                    )
-            else:
-                jsonschema.validators.validator_for(schema).check_schema(schema)
-
-    def __getstate__(self) -> dict[str, Any]:
-        return {**self.__dict__, "_validator": None}  # rebuilt lazily in worker processes
-
-    def _schema_errors(self, obj: Any) -> list[str]:
-        try:
-            import jsonschema
-        except ImportError:
-            return validate_schema(obj, self.schema)  # type: ignore[arg-type]
-        if self._validator is None:
-            self._validator = jsonschema.validators.validator_for(self.schema)(self.schema)
-        return [
-            f"${''.join(f'[{p}]' if isinstance(p, int) else f'.{p}' for p in e.absolute_path)}: {e.message}"
-            for e in self._validator.iter_errors(obj)
-        ]
-
-    def verify(self, response: str, reference: Any = None) -> Verdict:
-        expected: Any = None
-        has_reference = reference is not None and reference != ""
-        if has_reference and isinstance(reference, str):
-            try:
-                expected = parse_json(reference)
-            except (ValueError, RecursionError) as exc:
-                return skipped(f"reference is not JSON: {exc}")
-        elif has_reference:
-            expected = reference
-        if (bad := _too_large(response)) is not None:
-            return bad
-        text = extract_json_text(response)
-        try:
-            obj = parse_json(text)
-        except json.JSONDecodeError as exc:
-            return failed("fail", f"not JSON: {exc.msg} at line {exc.lineno} column {exc.colno}", extracted=text[:200])
-        except (ValueError, RecursionError) as exc:
-            return failed("fail", f"not JSON: {exc}", extracted=text[:200])
-        if self.schema is not None:
-            try:
-                errors = self._schema_errors(obj)
-            except RecursionError:
-                errors = ["$: nested too deeply"]
-            if errors:
-                more = f" (+{len(errors) - 1} more)" if len(errors) > 1 else ""
-                return failed("fail", f"schema: {errors[0]}{more}", extracted=text[:200], errors=errors[:20])
-        if self.model is not None:
-            try:
-                self.model.model_validate(obj)
-            except Exception as exc:  # pydantic.ValidationError, or a validator that raised
-                first = exc.errors()[0] if hasattr(exc, "errors") else {"loc": (), "msg": str(exc)}
-                loc = ".".join(str(p) for p in first.get("loc", ())) or "$"
-                return failed("fail", f"model {self.model.__name__}: {loc}: {first.get('msg')}", extracted=text[:200])
-        if has_reference and not json_equal(obj, expected):
-            return failed("fail", "JSON differs from the reference", extracted=text[:200])
-        return passed("equals the reference" if has_reference else "valid JSON", extracted=text[:200])
-
-    def verify_batch(
-        self, responses: Sequence[str], references: Sequence[Any], workers: int | None = None
-    ) -> list[Verdict]:
-        return map_verify(self, responses, references, workers)
-
-    def as_reward(self, reference_field: str = "answer", **kwargs: Any) -> Callable[..., list[float | None]]:
-        """Reward for every row; rows with a reference must also equal it."""
-        return make_reward(self, reference_field, **kwargs)
 
 
 # --------------------------------------------------------------------------- regex
@@ -415,7 +140,7 @@ def _parse_flags(flags: int | str | Sequence[str]) -> int:
     return value
 
 
-class RegexVerifier:
+class RegexVerifier(BatchedVerifier):
     """The response matches a regular expression.
 
     Uses ``re.search`` by default. With ``fullmatch=True`` the whole response,
@@ -448,7 +173,7 @@ class RegexVerifier:
             raise ValueError(f"regex pattern {pattern!r}: {exc}") from None
 
     def verify(self, response: str, reference: Any = None) -> Verdict:
-        if (bad := _too_large(response)) is not None:
+        if (bad := text_problem(response, MAX_RESPONSE_CHARS)) is not None:
             return bad
         m = self.regex.fullmatch(response.strip()) if self.fullmatch else self.regex.search(response)
         if m is None:
@@ -457,20 +182,11 @@ class RegexVerifier:
         text = m.group(1) if self.regex.groups else m.group(0)
         return passed(f"matched /{self.pattern}/", extracted=text)
 
-    def verify_batch(
-        self, responses: Sequence[str], references: Sequence[Any], workers: int | None = None
-    ) -> list[Verdict]:
-        return map_verify(self, responses, references, workers)
-
-    def as_reward(self, reference_field: str = "answer", **kwargs: Any) -> Callable[..., list[float | None]]:
-        """Reward for every row (the reference column is not needed)."""
-        return make_reward(self, reference_field, **kwargs)
-
 
 # --------------------------------------------------------------------------- length
 
 
-class LengthVerifier:
+class LengthVerifier(BatchedVerifier):
     """Character and word counts lie within the given bounds (inclusive).
 
     Words are whitespace-separated runs. The reference is ignored. At least one
@@ -513,20 +229,11 @@ class LengthVerifier:
                 return failed("fail", f"{n} {unit} > max_{unit} {hi}", **counts)
         return passed(f"{counts['chars']} chars, {counts['words']} words", **counts)
 
-    def verify_batch(
-        self, responses: Sequence[str], references: Sequence[Any], workers: int | None = None
-    ) -> list[Verdict]:
-        return map_verify(self, responses, references, workers)
-
-    def as_reward(self, reference_field: str = "answer", **kwargs: Any) -> Callable[..., list[float | None]]:
-        """Reward for every row (the reference column is not needed)."""
-        return make_reward(self, reference_field, **kwargs)
-
 
 # --------------------------------------------------------------------------- overlong
 
 
-class OverlongPenalty:
+class OverlongPenalty(BatchedVerifier):
     """DAPO's soft overlong punishment. **Its score is a penalty in [-1, 0].**
 
     With ``L = max_length`` and ``C = cache_length``, a response of length ``n``
@@ -612,11 +319,6 @@ class OverlongPenalty:
             return skipped("unit='tokens' needs a tokenizer (as_reward reads TRL's completion_ids instead)")
         return self._verdict(length)
 
-    def verify_batch(
-        self, responses: Sequence[str], references: Sequence[Any], workers: int | None = None
-    ) -> list[Verdict]:
-        return map_verify(self, responses, references, workers)
-
     def as_reward(
         self, reference_field: str = "answer", name: str | None = None, workers: int | None = 1
     ) -> Callable[..., list[float | None]]:
@@ -680,7 +382,7 @@ def normalize_answer(text: str, case_sensitive: bool = False, strip_punctuation:
     return " ".join(s.split())
 
 
-class ExactMatchVerifier:
+class ExactMatchVerifier(BatchedVerifier):
     """A short answer equals the reference after normalisation.
 
     For classification labels and short answers. The answer is the last
@@ -713,7 +415,7 @@ class ExactMatchVerifier:
         accepted = [r for r in accepted if self._norm(r)]
         if not accepted:
             return skipped("no usable reference answer")
-        if (bad := _too_large(response)) is not None:
+        if (bad := text_problem(response, MAX_RESPONSE_CHARS)) is not None:
             return bad
         answer = extract_short_answer(response)
         got = self._norm(answer)
@@ -724,12 +426,3 @@ class ExactMatchVerifier:
                 return passed(f"matches {r!r}", extracted=answer)
         shown = accepted[0] if len(accepted) == 1 else accepted
         return failed("fail", f"{answer[:80]!r} is not {shown!r}", extracted=answer)
-
-    def verify_batch(
-        self, responses: Sequence[str], references: Sequence[Any], workers: int | None = None
-    ) -> list[Verdict]:
-        return map_verify(self, responses, references, workers)
-
-    def as_reward(self, reference_field: str = "answer", **kwargs: Any) -> Callable[..., list[float | None]]:
-        """Reward per row; rows without a reference get ``None``."""
-        return make_reward(self, reference_field, **kwargs)

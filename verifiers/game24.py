@@ -47,12 +47,12 @@ import json
 import random
 import re
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from fractions import Fraction
 from itertools import combinations
 from typing import Any, Union
 
-from verifiers.base import Verdict, failed, make_reward, map_verify, passed, skipped
+from verifiers.base import BatchedVerifier, Verdict, failed, passed, skipped
 
 #: Face values of J, Q, K under each rule. A is always 1.
 RULES: dict[str, dict[str, int]] = {
@@ -385,7 +385,7 @@ def generate_puzzles(
 # --------------------------------------------------------------------------- the verifier
 
 
-class Game24Verifier:
+class Game24Verifier(BatchedVerifier):
     """Checks a Game24 answer exactly: right cards, allowed operators, value 24.
 
     Args:
@@ -458,12 +458,3 @@ class Game24Verifier:
         if value != target:
             return failed("fail", f"evaluates to {value}", extracted=expression, values=values)
         return passed(f"{expression} = {target}", extracted=expression, values=values)
-
-    def verify_batch(
-        self, responses: Sequence[str], references: Sequence[Any], workers: int | None = None
-    ) -> list[Verdict]:
-        return map_verify(self, responses, references, workers)
-
-    def as_reward(self, reference_field: str = "answer", **kwargs: Any) -> Callable[..., list[float | None]]:
-        """Reward per row from the puzzle column (e.g. ``reference_field="puzzle"``)."""
-        return make_reward(self, reference_field, **kwargs)

@@ -26,10 +26,10 @@ How a pair is judged
    Most pairs stop here. Repeated (answer, gold) pairs hit a cache.
 4. Otherwise both sides are parsed by our own LaTeX-to-sympy converter and
    compared, inside a worker process with a wall-clock limit (``timeout_s``)
-   and a memory cap (``memory_mb``). See ``verifiers._worker`` for why a
-   process, not a signal. The pieces: ``_mathtext`` (extraction, cleaning,
-   fast paths; no sympy), ``_mathlatex`` (one expression to sympy),
-   ``_mathparse`` (answer structure), ``_mathequal`` (these conventions).
+   and a memory cap (``memory_mb``). See ``verifiers._math.worker`` for why a
+   process, not a signal. The pieces, in ``verifiers._math``: ``text`` (extraction, cleaning,
+   fast paths; no sympy), ``latex`` (one expression to sympy),
+   ``parse`` (answer structure), ``equal`` (these conventions).
 
 Equivalence conventions
 -----------------------
@@ -87,15 +87,16 @@ from __future__ import annotations
 import hashlib
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from verifiers import _mathtext, _worker
-from verifiers.base import Verdict, default_workers, failed, make_reward, passed
+from verifiers._math import text as _mathtext
+from verifiers._math import worker as _worker
+from verifiers.base import BatchedVerifier, Verdict, default_workers, failed, passed
 
 
-class MathVerifier:
+class MathVerifier(BatchedVerifier):
     """Judge a math response against a gold answer string.
 
     Args:
@@ -108,6 +109,7 @@ class MathVerifier:
     """
 
     name = "math"
+    reward_workers = None  # as_reward judges a batch on every core by default
 
     def __init__(
         self,
@@ -208,17 +210,6 @@ class MathVerifier:
             for i in pending[key]:
                 out[i] = _verdict(status, detail, extracted, path="worker")
         return [v if v is not None else failed("error", "internal: no verdict") for v in out]
-
-    def as_reward(
-        self, reference_field: str = "answer", name: str | None = None, workers: int | None = None
-    ) -> Callable[..., list[float | None]]:
-        """A TRL reward function: 1.0 / 0.0 per completion, None where ungradable.
-
-        >>> reward = MathVerifier().as_reward()
-        >>> reward(completions=["\\\\boxed{3}", "\\\\boxed{4}", "x"], answer=["3", "3", None])
-        [1.0, 0.0, None]
-        """
-        return make_reward(self, reference_field, name=name or "math_reward", workers=workers)
 
     def warm_up(self, workers: int = 1) -> None:
         """Start ``workers`` worker processes now, so the first calls do not wait for them."""

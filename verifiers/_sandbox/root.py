@@ -1,7 +1,7 @@
 """Kernel plumbing for the sandbox worker: namespaces, the read-only root, cgroups, processes.
 
 Stdlib only (``ctypes`` for the syscalls Python 3.10 lacks). Loaded by path by
-``_sandbox_worker.py`` before the workspace disappears from view.
+``worker.py`` before the workspace disappears from view.
 """
 
 from __future__ import annotations

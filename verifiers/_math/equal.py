@@ -1,7 +1,7 @@
 """Equivalence of parsed answers: the conventions documented in ``verifiers.math``.
 
-Runs only inside a worker process (``verifiers._worker``), like the parser it
-builds on (``verifiers._mathparse``).
+Runs only inside a worker process (``verifiers._math.worker``), like the parser it
+builds on (``verifiers._math.parse``).
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ from typing import Any
 
 import sympy
 
-from verifiers._mathlatex import ParseError
-from verifiers._mathparse import (
+from verifiers._math.latex import ParseError
+from verifiers._math.parse import (
     Choice,
     Equation,
     Matrix,
@@ -27,7 +27,7 @@ from verifiers._mathparse import (
     parse,
     text_key,
 )
-from verifiers._mathtext import decimal_match, prepare
+from verifiers._math.text import decimal_match, prepare
 
 
 def _fraction(v: Any) -> Fraction:

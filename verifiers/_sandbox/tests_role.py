@@ -1,7 +1,7 @@
 """The tests role of the code sandbox: reference tests against proxies of the program.
 
 Runs as its own uid in a process where no candidate code ever runs (see
-``_sandbox_child.py`` for the wire format and the candidate role). In namespace
+``child.py`` for the wire format and the candidate role). In namespace
 mode one long-lived ``tests_server`` per worker serves run after run; in process
 mode ``tests_main`` serves one run. Stdlib only; loaded by path in the worker.
 """
@@ -22,7 +22,7 @@ import traceback
 try:  # in the worker, the sibling was loaded by path under its bare name
     import _sandbox_child as wire
 except ImportError:  # pragma: no cover - imported from the package
-    from verifiers import _sandbox_child as wire
+    from verifiers._sandbox import child as wire
 
 _CALLS_CHECK = re.compile(r"^check\s*\(", re.M)  # the tests call check() themselves
 _BUILTIN_NAMES = frozenset(builtins.__dict__)

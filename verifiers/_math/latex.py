@@ -1,13 +1,13 @@
 """LaTeX (or plain text) expressions to sympy, through a converter we control.
 
 One expression at a time: no relations, lists, units or percent signs (the
-structure parser in ``verifiers._mathparse`` splits those off first). The
+structure parser in ``verifiers._math.parse`` splits those off first). The
 converter walks the cleaned LaTeX and emits a Python expression string made
 only of numbers, operators, parentheses, single-letter symbols and a whitelist
 of function names; the string is checked against that whitelist before
 ``sympy.parse_expr`` sees it, with empty builtins, so model text is never
 evaluated as Python. Decimals become exact rationals. Runs in a worker process
-(``verifiers._worker``): sympy may take unbounded time on hostile input.
+(``verifiers._math.worker``): sympy may take unbounded time on hostile input.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from typing import Any
 import sympy
 from sympy.parsing.sympy_parser import auto_number, auto_symbol, factorial_notation, parse_expr, rationalize
 
-from verifiers._mathtext import braces_balanced, match_brace
+from verifiers._math.text import braces_balanced, match_brace
 
 
 class ParseError(ValueError):

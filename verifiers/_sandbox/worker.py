@@ -1,6 +1,6 @@
 """The sandbox worker: a warm "zygote" that forks each program into a fresh PID namespace.
 
-Started by the host (``verifiers/_sandbox.py``) as ``python -I -S -B <this file> CONFIG``,
+Started by the host (``verifiers/_sandbox/host.py``) as ``python -I -S -B <this file> CONFIG``,
 with the control channel on stdin/stdout (length-prefixed JSON frames). Stdlib only.
 
 ``isolation == "namespace"`` (root):
@@ -41,10 +41,14 @@ import sys
 import time
 
 
-def _load(name: str):
-    """Import a sibling module by path (``-I`` keeps the script's folder off sys.path)."""
+def _load(file: str, name: str):
+    """Import a sibling module by path (``-I`` keeps the script's folder off sys.path).
+
+    It is registered under ``name`` (``_sandbox_<file>``), a name no candidate
+    program imports by accident.
+    """
     spec = importlib.util.spec_from_file_location(
-        name, os.path.join(os.path.dirname(os.path.abspath(__file__)), name + ".py")
+        name, os.path.join(os.path.dirname(os.path.abspath(__file__)), file + ".py")
     )
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module
@@ -52,9 +56,9 @@ def _load(name: str):
     return module
 
 
-child = _load("_sandbox_child")
-tests_role = _load("_sandbox_tests")
-root = _load("_sandbox_root")
+child = _load("child", "_sandbox_child")
+tests_role = _load("tests_role", "_sandbox_tests")
+root = _load("root", "_sandbox_root")
 MiB = root.MiB
 
 # Warm imports: every fork starts with these already loaded (and their C

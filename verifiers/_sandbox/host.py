@@ -1,6 +1,6 @@
 """Host side of the code sandbox: starting workers, cgroups, and a bounded pool.
 
-The pool keeps one warm worker per slot (see ``_sandbox_worker.py``) and hands a
+The pool keeps one warm worker per slot (see ``worker.py``) and hands a
 job to whichever slot is free. Everything that crosses to a worker is a JSON
 frame; the host waits for the answer with its own deadline and kills the whole
 worker when it is late, so a wedged worker can never hang a caller.
@@ -24,11 +24,11 @@ import threading
 import time
 import weakref
 
-from verifiers import _sandbox_child as wire
+from verifiers._sandbox import child as wire
 
 log = logging.getLogger(__name__)
 
-WORKER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_sandbox_worker.py")
+WORKER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "worker.py")
 PIDS_MAX = 128  # processes + threads per worker (cgroup pids.max)
 TMP_MB = 256  # size of each worker's /tmp tmpfs
 CLEAN_ENV = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8", "HOME": "/tmp"}

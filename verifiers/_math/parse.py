@@ -2,8 +2,8 @@
 
 ``parse`` splits an answer at its top level (lists, unions, brackets,
 relations, ±, units and percent) and hands each single expression to
-``verifiers._mathlatex.to_sympy``. The values it returns are compared by
-``verifiers._mathequal``. Worker side only: sympy may take unbounded time.
+``verifiers._math.latex.to_sympy``. The values it returns are compared by
+``verifiers._math.equal``. Worker side only: sympy may take unbounded time.
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ from typing import Any
 
 import sympy
 
-from verifiers._mathlatex import MATH_WORDS, TRIG, ParseError, to_sympy
-from verifiers._mathtext import clean
+from verifiers._math.latex import MATH_WORDS, TRIG, ParseError, to_sympy
+from verifiers._math.text import clean
 
 # --------------------------------------------------------------------------- values
 

@@ -74,7 +74,7 @@ def _serve(read_fd: int, write_fd: int, mem_mb: int, engine: Any) -> None:
 
 
 def serve_stdio() -> None:  # entry point of a directly started worker (exits on EOF)
-    from verifiers import _mathequal
+    from verifiers._math import equal as _mathequal
 
     _serve(0, 1, int(os.environ.get("ADVISOR_MATH_MEM_MB", "0")), _mathequal)
 
@@ -83,7 +83,7 @@ def zygote() -> None:  # entry point of the zygote
     # No PR_SET_PDEATHSIG here: it fires when the *thread* that started us exits,
     # and callers may start the pool from a short-lived thread. The zygote idles
     # in recv() on its control socket instead, which returns b"" when the parent dies.
-    from verifiers import _mathequal
+    from verifiers._math import equal as _mathequal
 
     _mathequal.warm_up()  # forked workers inherit warm sympy caches
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # the kernel reaps finished workers
@@ -140,7 +140,7 @@ def _reply(writer: Any, res: Any) -> None:
 
 def _env(mem_mb: int) -> dict[str, str]:
     env = dict(os.environ)
-    root = str(Path(__file__).resolve().parent.parent)
+    root = str(Path(__file__).resolve().parents[2])  # the folder holding verifiers/
     env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH", "")) if p)
     env["ADVISOR_MATH_MEM_MB"] = str(mem_mb)
     return env
@@ -155,7 +155,7 @@ class Zygote:
         env = _env(mem_mb)
         env["ADVISOR_MATH_CONTROL_FD"] = str(theirs.fileno())
         self.proc = subprocess.Popen(
-            [sys.executable, "-c", "from verifiers._worker import zygote; zygote()"],
+            [sys.executable, "-c", "from verifiers._math.worker import zygote; zygote()"],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -203,7 +203,7 @@ class Worker:
             self.pid, self.fd = zygote.fork()
         else:
             self.popen = subprocess.Popen(
-                [sys.executable, "-c", "from verifiers._worker import serve_stdio; serve_stdio()"],
+                [sys.executable, "-c", "from verifiers._math.worker import serve_stdio; serve_stdio()"],
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.DEVNULL,

@@ -3,7 +3,7 @@
 Nothing here imports sympy, and every function is a linear scan or a regex
 without nested quantifiers, so it is safe to run in the caller's process on
 untrusted model output (after the size check). The sympy side lives in
-``verifiers._mathparse`` and only ever runs inside a worker process.
+``verifiers._math.parse`` and only ever runs inside a worker process.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """What runs inside the code sandbox: the wire format and the candidate role.
 
 This module is stdlib-only. The host imports it for the wire format; the sandbox
-worker (``_sandbox_worker.py``, started as ``python -I -S``) loads it by path
+worker (``worker.py``, started as ``python -I -S``) loads it by path
 before it hides the workspace, so every fork of the worker already has it.
 
 The **candidate** (uid A, privileges dropped) runs the model's program. In
@@ -9,7 +9,7 @@ The **candidate** (uid A, privileges dropped) runs the model's program. In
 on a pipe and answers with the return value *encoded as plain data*. A value
 whose type is not exactly a plain type (an always-equal object, an ``int``
 subclass) cannot be encoded, so it never reaches whoever compares it: the host
-in ``call`` mode, the tests process (``_sandbox_tests.py``, uid B, where no
+in ``call`` mode, the tests process (``tests_role.py``, uid B, where no
 candidate code ever runs) in ``assert`` mode.
 
 Messages are length-prefixed JSON (4-byte big-endian length), never pickle.
