@@ -119,7 +119,7 @@ def plan(
     """
     from advisor.planner import build_plan, render_plan_files
     from advisor.questionnaire import check_keys, collect, parse_set, read_answers_file
-    from advisor.render import write_atomic
+    from pipelines.artifacts import write_text
 
     given: dict[str, Any] = {}
     if answers_file:
@@ -142,36 +142,15 @@ def plan(
     the_plan = build_plan(answers)
     files = render_plan_files(the_plan)
     for name, text in files.items():
-        write_atomic(out_dir / name, text, executable=name.endswith(".sh"))
-    _print_explanation(the_plan)
+        write_text(out_dir / name, text, executable=name.endswith(".sh"))
+    from advisor.planner import print_explanation
+
+    print_explanation(the_plan)
     click.echo(f"\nwrote {out_dir}/plan.yaml, README.md, run.sh")
     click.echo(f"next: advisor run {plan_path}")
 
 
 # ---- advisor explain / validate ----
-
-
-def _print_explanation(the_plan: Any) -> None:
-    from advisor.planner import KEY_KNOBS, explain
-    from advisor.render import answer_text
-
-    info = explain(the_plan)
-    flag = " (provisional)" if the_plan.provisional else ""
-    click.secho(f"route: {the_plan.route}{flag}", bold=True)
-    click.echo(f"  {info['outcome'].summary}")
-    click.echo("path:")
-    for step in info["path"].steps:
-        click.echo(f"  {step.question} = {answer_text(step.answer)}: {step.because}")
-    click.echo("what would change it:")
-    for alt in info["alternatives"]:
-        click.echo(f"  - {alt}")
-    for warning in the_plan.warnings:
-        click.secho(f"warning: {warning}", fg="yellow")
-    click.echo("stages:")
-    for i, stage in enumerate(the_plan.stages, start=1):
-        knobs = ", ".join(f"{k}={getattr(stage, k)}" for k in KEY_KNOBS[stage.kind])
-        off = "" if stage.enabled else " (off)"
-        click.echo(f"  {i}. {stage.kind}{off}  {knobs}")
 
 
 @main.command(context_settings=CONTEXT)
@@ -183,9 +162,10 @@ def explain(plan_file: Path) -> None:
     Example:
       advisor explain advisor-plan/plan.yaml
     """
-    from advisor.plan import load_plan
+    from advisor.planner import print_explanation
+    from advisor.validate import load_plan
 
-    _print_explanation(load_plan(plan_file))
+    print_explanation(load_plan(plan_file))
 
 
 @main.command(context_settings=CONTEXT)
@@ -203,7 +183,7 @@ def validate(plan_file: Path, skip_files: bool) -> None:
       advisor validate advisor-plan/plan.yaml
     """
     from advisor.errors import PlanError
-    from advisor.plan import check_plan
+    from advisor.validate import check_plan
 
     the_plan, problems = check_plan(plan_file, check_files=not skip_files)
     if problems:
@@ -278,8 +258,9 @@ def verify(
 
     import verifiers
     from advisor.questionnaire import parse_set
-    from advisor.render import write_atomic
-    from advisor.scoring import read_rows, score_rows, summarize
+    from advisor.scoring import score_rows, summarize
+    from pipelines.artifacts import write_text
+    from pipelines.data import read_rows
 
     try:
         verifier = verifiers.get(verifier_name, **parse_set(options))
@@ -298,7 +279,7 @@ def verify(
         lines = [
             json.dumps({**row, "verdict": v.to_dict()}, default=str) for row, v in zip(rows, verdicts, strict=True)
         ]
-        write_atomic(out_file, "\n".join(lines) + ("\n" if lines else ""))
+        write_text(out_file, "\n".join(lines) + ("\n" if lines else ""))
     click.echo(
         f"{data_file}: {summary['passed']}/{summary['graded']} passed ({summary['pass_rate']:.1%}) "
         f"of {summary['rows']} rows"
@@ -342,7 +323,7 @@ def demo(out_dir: Path, cache: Path | None, gate_fail: bool, model: str) -> None
       advisor demo --gate-fail        # the other outcome: stopped at the 20% gate
       advisor demo --model smollm2    # a real 135M instruct model meets the gate (probe only)
     """
-    from pipelines.demo import describe, run_demo, run_smollm2_probe
+    from advisor.demo import describe, run_demo, run_smollm2_probe
 
     if model == "smollm2":
         metrics = run_smollm2_probe(out_dir, cache=cache)

@@ -4,9 +4,9 @@ YAML becomes pydantic once, at the boundary; everything after works on typed
 values. Unknown keys are rejected, and every problem is reported at once as
 ``field.path: reason`` (``stages[2].samples: must be >= 1``).
 
-Load and check a plan::
+Parse a plan (schema only; ``advisor.validate`` checks everything else)::
 
-    plan, problems = check_plan(Path("plan.yaml"), check_files=True)
+    plan = parse_plan(load_plan_data(Path("plan.yaml")))
 """
 
 from __future__ import annotations
@@ -18,7 +18,8 @@ import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
 from advisor.errors import PlanError
-from advisor.flowchart import PROBE_GATE, walk
+from advisor.flowchart import PROBE_GATE
+from pipelines.stages import STAGE_KINDS
 
 TASK_KINDS = ("math", "code", "structured", "classification", "open_ended", "game24")
 ROUTES = ("sft", "rft", "rlhf")
@@ -221,19 +222,6 @@ Stage = Annotated[
     | EvaluateStage,
     Field(discriminator="kind"),
 ]
-STAGE_KINDS = (
-    "probe",
-    "synthesize",
-    "rejection_sample",
-    "sft",
-    "psft",
-    "dpo",
-    "grpo",
-    "rloo",
-    "reward_model",
-    "evaluate",
-)
-TRAIN_KINDS = ("sft", "psft", "dpo", "grpo", "rloo", "reward_model")
 
 
 class Plan(Strict):
@@ -298,63 +286,12 @@ def format_validation_error(exc: ValidationError) -> list[str]:
     return [f"{_loc(e['loc'])}: {_msg(e)}" for e in exc.errors()]
 
 
-def semantic_problems(plan: Plan, base_dir: Path | None = None, check_files: bool = False) -> list[str]:
-    """Problems pydantic cannot see: route vs answers, stage order, files, verifier names."""
-    from verifiers.registry import REGISTRY
-
-    problems: list[str] = []
-    path = walk(plan.answers.model_dump())
-    if path.missing:
-        problems.append(f"answers.{path.missing}: required by the flowchart for these answers")
-    elif path.route != plan.route and not (path.outcome and path.outcome.provisional):
-        problems.append(
-            f"route: {plan.route!r} does not follow from the answers (the flowchart gives {path.route!r}); "
-            "fix the answers or re-run advisor plan"
-        )
-    if plan.verifier.name not in REGISTRY:
-        problems.append(f"verifier.name: unknown verifier {plan.verifier.name!r}; known: {', '.join(sorted(REGISTRY))}")
-    kinds = [s.kind for s in plan.stages]
-    for i, s in enumerate(plan.stages):
-        if s.kind == "probe" and i != 0:
-            problems.append(f"stages[{i}].kind: probe must be the first stage (it gates the rest)")
-        if s.kind == "evaluate" and i != len(plan.stages) - 1:
-            problems.append(f"stages[{i}].kind: evaluate must be the last stage")
-        if (
-            s.kind in ("grpo", "rloo")
-            and getattr(s, "reward", "verifier") == "reward_model"
-            and "reward_model" not in kinds[:i]
-        ):
-            problems.append(f"stages[{i}].reward: 'reward_model' needs a reward_model stage before it")
-        if s.kind == "psft" and plan.compute.distributed == "fsdp" and plan.compute.num_processes > 1:
-            problems.append(
-                f"stages[{i}].kind: psft keeps a full copy of the old policy, which FSDP shards away; use ddp or deepspeed"
-            )
-        if s.kind == "synthesize" and not plan.models.teacher:
-            problems.append(f"stages[{i}]: synthesize needs models.teacher")
-        if s.kind == "synthesize" and s.rubric is not None:
-            from pipelines.judging import rubric_problem
-
-            problem = rubric_problem(s.rubric)
-            if problem:
-                problems.append(f"stages[{i}].rubric: {problem}")
-    if plan.models.backend == "openai" and not plan.models.base_url:
-        problems.append("models.base_url: required when models.backend is 'openai'")
-    if check_files:
-        base = base_dir or Path.cwd()
-        for key in ("train", "eval", "validation", "general", "ood_eval"):
-            value = getattr(plan.data, key)
-            if value and _looks_local(value) and not (base / value).exists():
-                problems.append(f"data.{key}: file not found: {value}")
-        for key in ("base", "teacher"):
-            value = getattr(plan.models, key)
-            if value and _looks_local(value) and not (base / value).exists():
-                problems.append(f"models.{key}: model directory not found: {value}")
-    return problems
-
-
-def _looks_local(value: str) -> bool:
-    """A local path (``./x``, ``/x``, ``x.jsonl``), not a hub id like ``org/name``."""
-    return value.startswith((".", "/", "~")) or Path(value).suffix in (".jsonl", ".json", ".parquet", ".csv")
+def parse_plan(data: dict[str, Any]) -> tuple[Plan | None, list[str]]:
+    """The plan from YAML data, or every schema problem as ``field.path: reason``."""
+    try:
+        return Plan.model_validate(data), []
+    except ValidationError as exc:
+        return None, format_validation_error(exc)
 
 
 def load_plan_data(path: Path) -> dict[str, Any]:
@@ -373,26 +310,6 @@ def load_plan_data(path: Path) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise PlanError(f"{path}: a plan must be a YAML mapping, got {type(data).__name__}")
     return data
-
-
-def check_plan(path: Path, check_files: bool = False) -> tuple[Plan | None, list[str]]:
-    """Parse and check a plan file; return the plan (if it parsed) and every problem found."""
-    data = load_plan_data(path)
-    try:
-        plan = Plan.model_validate(data)
-    except ValidationError as exc:
-        return None, format_validation_error(exc)
-    return plan, semantic_problems(plan, path.parent, check_files)
-
-
-def load_plan(path: Path, check_files: bool = False) -> Plan:
-    """Load a plan, raising :class:`PlanError` that lists every problem."""
-    plan, problems = check_plan(path, check_files)
-    if problems:
-        lines = [f"{path}: {p}" for p in problems]
-        raise PlanError("\n".join(lines), problems=lines)
-    assert plan is not None
-    return plan
 
 
 def plan_to_dict(plan: Plan) -> dict[str, Any]:

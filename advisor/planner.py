@@ -48,6 +48,18 @@ DEFAULT_VERIFIER = {
 }
 #: Whether code or rules can usually judge this kind of task (the interactive default).
 USUALLY_VERIFIABLE = {k: k != "open_ended" for k in DEFAULT_VERIFIER}
+#: Used for open-ended tasks when this install has no judge verifier: a length check only.
+NO_JUDGE_FALLBACK = "length"
+NO_JUDGE_OPTIONS = {"max_words": 200}
+
+
+def default_verifier(task_kind: str) -> str:
+    """The task kind's verifier, if this install provides it (the planner never emits an unknown one)."""
+    from verifiers.registry import REGISTRY
+
+    name = DEFAULT_VERIFIER[task_kind]
+    return name if name in REGISTRY else NO_JUDGE_FALLBACK
+
 
 DEFAULT_BASE = "Qwen/Qwen2.5-1.5B-Instruct"
 DEFAULT_TEACHER = "Qwen/Qwen2.5-7B-Instruct"
@@ -215,7 +227,12 @@ def build_plan(answers: PlanAnswers) -> Plan:
     outcome = path.outcome
     assert outcome is not None  # PlanAnswers guarantees a complete walk
     warnings: list[str] = []
-    verifier = answers.verifier or DEFAULT_VERIFIER[answers.task_kind]
+    verifier = answers.verifier or default_verifier(answers.task_kind)
+    if verifier != DEFAULT_VERIFIER[answers.task_kind] and not answers.verifier:
+        warnings.append(
+            f"no {DEFAULT_VERIFIER[answers.task_kind]!r} verifier in this install: replies are scored by "
+            f"{verifier!r} only; set verifier.name to a real scorer"
+        )
     if outcome.route == "rft" and not answers.verifiable:
         warnings.append(
             f"RFT on a task code or rules cannot judge: its verifier ({verifier}) is a judge model or a "
@@ -254,7 +271,10 @@ def build_plan(answers: PlanAnswers) -> Plan:
             prompt_field=answers.prompt_field,
             answer_field=answers.answer_field,
         ),
-        verifier=VerifierSpec(name=verifier),
+        verifier=VerifierSpec(
+            name=verifier,
+            options=dict(NO_JUDGE_OPTIONS) if verifier == NO_JUDGE_FALLBACK and not answers.verifier else {},
+        ),
         compute=Compute(gpus=answers.gpus, num_processes=max(1, answers.gpus)),
         stages=build_stages(answers, outcome.route, outcome.final, outcome.provisional),
     )
@@ -263,22 +283,38 @@ def build_plan(answers: PlanAnswers) -> Plan:
 # ---- rendering the plan's files ----
 
 
-KEY_KNOBS = {
-    "probe": ("gate", "samples", "prompt_style"),
-    "synthesize": ("samples", "aggregation", "require_verifier"),
-    "rejection_sample": ("samples", "max_per_prompt", "dedupe"),
-    "sft": ("lr", "weight_decay", "epochs", "lora"),
-    "psft": ("lr", "epsilon", "refresh_every"),
-    "dpo": ("lr", "beta", "loss_type"),
-    "grpo": ("lr", "beta", "num_generations", "reward"),
-    "rloo": ("lr", "beta", "num_generations", "reward"),
-    "reward_model": ("lr", "epochs"),
-    "evaluate": (),
-}
-
-
 def _stage_summary(stage: Any) -> str:
-    return ", ".join(f"{k}={getattr(stage, k)}" for k in KEY_KNOBS[stage.kind])
+    from pipelines.stages import STAGES
+
+    return ", ".join(f"{k}={getattr(stage, k)}" for k in STAGES[stage.kind].knobs)
+
+
+def explanation_lines(plan: Plan) -> list[tuple[str, str | None]]:
+    """``advisor explain`` as lines of text, each with a style (``title``, ``warning`` or None)."""
+    from advisor.render import answer_text
+
+    info = explain(plan)
+    flag = " (provisional)" if plan.provisional else ""
+    lines: list[tuple[str, str | None]] = [(f"route: {plan.route}{flag}", "title")]
+    lines.append((f"  {info['outcome'].summary}", None))
+    lines.append(("path:", None))
+    lines += [(f"  {s.question} = {answer_text(s.answer)}: {s.because}", None) for s in info["path"].steps]
+    lines.append(("what would change it:", None))
+    lines += [(f"  - {alt}", None) for alt in info["alternatives"]]
+    lines += [(f"warning: {w}", "warning") for w in plan.warnings]
+    lines.append(("stages:", None))
+    for i, stage in enumerate(plan.stages, start=1):
+        off = "" if stage.enabled else " (off)"
+        lines.append((f"  {i}. {stage.kind}{off}  {_stage_summary(stage)}", None))
+    return lines
+
+
+def print_explanation(plan: Plan) -> None:
+    """Print :func:`explanation_lines` to stdout, titles bold and warnings yellow."""
+    import click
+
+    for text, style in explanation_lines(plan):
+        click.secho(text, bold=style == "title", fg="yellow" if style == "warning" else None)
 
 
 def explain(plan: Plan) -> dict[str, Any]:

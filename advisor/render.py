@@ -7,7 +7,6 @@ as ``advisor/templates``; :func:`template_dir` finds whichever copy is present.
 from __future__ import annotations
 
 import functools
-import stat
 from pathlib import Path
 from typing import Any
 
@@ -57,12 +56,3 @@ def environment():
 
 def render(name: str, **context: Any) -> str:
     return environment().get_template(name).render(**context)
-
-
-def write_atomic(path: Path, text: str, executable: bool = False) -> None:
-    """Write via a temp file and rename, so a reader never sees half a file."""
-    from pipelines.artifacts import write_text
-
-    write_text(path, text)
-    if executable:
-        path.chmod(path.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)

@@ -6,119 +6,27 @@ status). A manifest that exists means the stage finished; a re-run skips a stage
 whose manifest matches its config and inputs. ``--fresh`` ignores manifests and
 ``--only KIND`` runs one stage (its inputs must already exist).
 
-A stage is a module ``pipelines/<kind>.py`` with ``run(ctx) -> StageResult``.
+A stage is a module in ``pipelines/stages/`` with ``run(ctx) -> StageResult``; the
+registry ``pipelines.stages.STAGES`` says which kinds exist and where they live.
 """
 
 from __future__ import annotations
 
-import contextlib
-import importlib
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from advisor.errors import AdvisorError, GateStop, InputError, StageFailed
-from advisor.plan import Plan, dump_plan, load_plan
+from advisor.errors import AdvisorError, GateStop, InputError
+from advisor.plan import Plan, dump_plan
+from advisor.validate import load_plan
 from pipelines.artifacts import fingerprint, read_json, sha256_json, write_json, write_text
-
-STAGE_MODULES = {
-    "probe": "pipelines.probe",
-    "synthesize": "pipelines.synthesize",
-    "rejection_sample": "pipelines.rejection_sample",
-    "sft": "pipelines.train",
-    "psft": "pipelines.train",
-    "dpo": "pipelines.train",
-    "grpo": "pipelines.train",
-    "rloo": "pipelines.train",
-    "reward_model": "pipelines.train",
-    "evaluate": "pipelines.evaluate",
-}
-#: Stages that only make sense on the RFT route (skipped when a probe settles the route to sft).
-RFT_ONLY = ("synthesize", "rejection_sample")
+from pipelines.context import StageContext, StageResult
+from pipelines.stages import RFT_ONLY
 
 
 class Interrupted(AdvisorError):
     exit_code = 130
-
-
-@dataclass
-class StageResult:
-    """What a stage hands back: metrics, output files, and optionally a gate verdict."""
-
-    metrics: dict[str, Any]
-    outputs: dict[str, Path] = field(default_factory=dict)
-    summary: str = ""
-    stop: str | None = None  # a gate verdict: the runner stops with exit 1
-    settled_route: str | None = None  # a provisional route settled by measurement
-
-
-@dataclass
-class StageContext:
-    plan: Plan
-    stage: Any
-    index: int
-    dir: Path
-    run_dir: Path
-    plan_dir: Path
-    console: Any
-    fresh: bool = False
-    stage_dirs: list[Path] = field(default_factory=list)
-
-    def resolve(self, path: str) -> Path:
-        p = Path(path).expanduser()
-        return p if p.is_absolute() else self.plan_dir / p
-
-    def earlier(self, kind: str) -> Path | None:
-        """The folder of the last finished earlier stage of ``kind``, if any."""
-        for d in reversed(self.stage_dirs[: self.index]):
-            if d.name.split("-", 1)[1] == kind and (d / "manifest.json").exists():
-                return d
-        return None
-
-    def earlier_stage(self, *kinds: str) -> tuple[Any, Path] | None:
-        """The options and folder of the last finished earlier stage among ``kinds``."""
-        for i in range(self.index - 1, -1, -1):
-            d = self.stage_dirs[i]
-            if self.plan.stages[i].kind in kinds and (d / "manifest.json").exists():
-                return self.plan.stages[i], d
-        return None
-
-    @contextlib.contextmanager
-    def progress(self, description: str, total: int, unit: str = "prompts") -> Iterator[Callable[[int], None]]:
-        """A rich progress bar (done/total, rate, ETA); yields ``advance(n)``."""
-        from rich.progress import (
-            BarColumn,
-            MofNCompleteColumn,
-            Progress,
-            TaskProgressColumn,
-            TextColumn,
-            TimeElapsedColumn,
-            TimeRemainingColumn,
-        )
-
-        columns = [
-            TextColumn("[bold]{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TaskProgressColumn(),
-            TextColumn("{task.fields[rate]}"),
-            TimeElapsedColumn(),
-            TextColumn("eta"),
-            TimeRemainingColumn(),
-        ]
-        start = time.monotonic()
-        with Progress(*columns, console=self.console, transient=False) as bar:
-            task = bar.add_task(description, total=total, rate="")
-
-            def advance(n: int) -> None:
-                bar.advance(task, n)
-                done = bar.tasks[0].completed
-                elapsed = max(time.monotonic() - start, 1e-6)
-                bar.update(task, rate=f"{done / elapsed:.1f} {unit}/s")
-
-            yield advance
 
 
 def _config_hash(plan: Plan, stage: Any) -> str:
@@ -148,14 +56,9 @@ def _input_hashes(plan: Plan, plan_dir: Path, earlier_dirs: list[Path]) -> dict[
 
 
 def _load_stage(kind: str) -> Callable[[StageContext], StageResult]:
-    module_name = STAGE_MODULES[kind]
-    try:
-        module = importlib.import_module(module_name)
-    except ModuleNotFoundError as exc:
-        if exc.name == module_name:
-            raise StageFailed(f"stage {kind!r} is not available in this version of advisor") from None
-        raise
-    return module.run
+    from pipelines import stages
+
+    return stages.load(kind)
 
 
 def apply_settled_route(plan: Plan, route: str) -> Plan:
@@ -256,7 +159,7 @@ def _write_report(plan: Plan, run_dir: Path, console: Any) -> None:
     """report.html and report.md for whatever stages have finished (gate stops included)."""
     if not any((run_dir / name / "manifest.json").exists() for name in plan.stage_dirs()):
         return
-    from pipelines.report import write_report
+    from advisor.report import write_report
 
     html, _ = write_report(plan, run_dir)
     console.print(f"report: {html}")

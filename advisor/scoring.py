@@ -6,40 +6,11 @@
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 from advisor.errors import InputError
-
-
-def read_rows(path: Path) -> list[dict[str, Any]]:
-    """Rows of a JSONL (one object per line) or Parquet file; a bad line is an error naming it."""
-    if not path.exists():
-        raise InputError(f"{path}: file not found")
-    if path.suffix.lower() == ".parquet":
-        try:
-            import pyarrow.parquet as pq
-        except ImportError:
-            raise InputError(
-                f"{path}: reading Parquet needs pyarrow (pip install 'posttrain-advisor[train]')"
-            ) from None
-        return pq.read_table(path).to_pylist()
-    rows = []
-    with open(path) as f:
-        for number, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise InputError(f"{path}: line {number}: not valid JSON ({exc.msg})") from None
-            if not isinstance(row, dict):
-                raise InputError(f"{path}: line {number}: expected a JSON object, got {type(row).__name__}")
-            rows.append(row)
-    return rows
 
 
 def score_rows(

@@ -95,7 +95,7 @@ def main() -> None:
 
     import torch
 
-    from pipelines.tinymodel import addition_task, build_tiny_model
+    from pipelines.testing.tinymodel import addition_task, build_tiny_model
 
     torch.set_num_threads(args.threads)
     rows = addition_task(max(args.prompts, args.gpu_prompts), seed=0)

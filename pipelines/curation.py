@@ -1,8 +1,7 @@
 """Dataset curation: the cleaning steps between generating data and training on it.
 
 Used by ``synthesize`` and ``rejection_sample``. KNOWLEDGE.md section 3 in code: drop
-duplicates, leaked secrets and personal e-mail addresses; keep one answer style; balance
-classes and tasks; order easy to hard for small models; mix a little general data into
+duplicates, leaked secrets and personal e-mail addresses; keep one answer style; mix a little general data into
 narrow RL prompt pools; and check that no eval item leaked into training.
 
 Every step is a plain function ``step(rows, ...) -> (rows_out, StepLog)``. Rows are dicts
@@ -16,13 +15,11 @@ goes into the stage's ``metrics.json``. :func:`run_pipeline` chains steps::
         partial(dedupe_near, key="answer", threshold=0.8),
         partial(filter_length, key="answer", min_chars=1, max_chars=8000),
         partial(remove_sensitive, keys=None),
-        partial(balance, key="label"),
-        partial(curriculum, pass_rate_key="pass_rate"),
     ])
 
-Two functions are reports, not steps: :func:`style_report` (is one answer style used?)
-and :func:`contamination` (which eval items overlap the training set?);
-:func:`decontaminate` is the step that removes the overlapping training rows.
+One function is a report, not a step: :func:`style_report` (is one answer style used?).
+Contamination (which eval items overlap the training set) lives in
+:mod:`pipelines.contamination`.
 
 Near-duplicates are found exactly, not by sampling: word n-gram sets compared by Jaccard
 similarity, with candidates from a prefix-filter index (a pair with Jaccard >= t must
@@ -474,79 +471,8 @@ def style_report(answers: Iterable[str], uniformity: float = STYLE_UNIFORMITY) -
 
 
 # --------------------------------------------------------------------------------------
-# balance, curriculum, general data
+# general data
 # --------------------------------------------------------------------------------------
-
-
-def balance(
-    rows: Sequence[Row], key: str, max_per_class: int | None = None, seed: int = 0
-) -> tuple[list[Row], StepLog]:
-    """Cap every class (or task) at ``max_per_class`` rows by seeded random sampling.
-
-    Args:
-        rows: Input rows.
-        key: The class or task field; a missing value is its own class, ``None``.
-        max_per_class: The cap; ``None`` caps at the smallest class's size (fully
-            balanced, at the cost of the larger classes' data).
-        seed: Which rows survive is repeatable.
-
-    Returns:
-        The survivors in input order, and the log (``before`` / ``after`` per class).
-        A class still 10 times another's size after capping is warned about.
-    """
-    if max_per_class is not None and max_per_class < 1:
-        raise ValueError(f"max_per_class must be >= 1, got {max_per_class}")
-    groups: dict[str, list[int]] = defaultdict(list)
-    for i, row in enumerate(rows):
-        value = row.get(key)
-        groups[value if isinstance(value, str) else repr(value)].append(i)  # 1 and "1" stay apart
-    if not groups:
-        return _done("balance", 0, [], {"cap": max_per_class, "before": {}, "after": {}})
-    cap = max_per_class if max_per_class is not None else min(len(g) for g in groups.values())
-    rng = random.Random(seed)
-    keep: set[int] = set()
-    after = {}
-    for label in sorted(groups):  # a fixed order, so the draws are repeatable
-        members = groups[label]
-        chosen = members if len(members) <= cap else rng.sample(members, cap)
-        keep.update(chosen)
-        after[label] = len(chosen)
-    kept = [row for i, row in enumerate(rows) if i in keep]
-    before = {label: len(members) for label, members in groups.items()}
-    warnings = []
-    if after and max(after.values()) >= 10 * min(after.values()):
-        warnings.append(
-            f"classes of {key!r} still differ tenfold after balancing ({dict(after)}): "
-            "lower max_per_class or add data for the small classes"
-        )
-    return _done("balance", len(rows), kept, {"cap": cap, "before": before, "after": after}, warnings)
-
-
-def curriculum(rows: Sequence[Row], pass_rate_key: str = "pass_rate") -> tuple[list[Row], StepLog]:
-    """Order rows easy to hard: highest measured pass rate first.
-
-    The sort is stable (equal pass rates keep their input order). Rows without a numeric
-    pass rate go last, in input order, and are counted in the log.
-
-    >>> rows = [{"p": 0.2}, {"p": None}, {"p": 0.9}, {"p": 0.2, "x": 1}]
-    >>> curriculum(rows, "p")[0]
-    [{'p': 0.9}, {'p': 0.2}, {'p': 0.2, 'x': 1}, {'p': None}]
-    """
-
-    def rate(row: Row) -> float | None:
-        value = row.get(pass_rate_key)
-        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-        return float(value) if ok else None
-
-    measured = [r for r in rows if rate(r) is not None]
-    unmeasured = [r for r in rows if rate(r) is None]
-    ordered = sorted(measured, key=lambda r: -rate(r)) + unmeasured
-    warnings = []
-    if unmeasured:
-        warnings.append(
-            f"{len(unmeasured)} rows have no {pass_rate_key!r}: placed last; run the probe stage on them to measure it"
-        )
-    return _done("curriculum", len(rows), ordered, {"unmeasured": len(unmeasured)}, warnings)
 
 
 def mix_general(
@@ -594,139 +520,3 @@ def mix_general(
     pool = [next(general_iter) if i in slots else next(rl_iter) for i in range(total)]
     details = {"rl": len(rl_prompts), "general": len(general), "share": len(general) / total if total else 0.0}
     return _done("mix_general", len(rl_prompts), pool, details, warnings)
-
-
-# --------------------------------------------------------------------------------------
-# train/eval contamination
-# --------------------------------------------------------------------------------------
-
-
-def _overlap(eval_text: str, train_grams: Callable[[int], set], ngram: int) -> float:
-    words = _tokens(eval_text)
-    if not words:
-        return 0.0
-    n = min(ngram, len(words))
-    grams = {tuple(words[i : i + n]) for i in range(len(words) - n + 1)}
-    index = train_grams(n)
-    return sum(g in index for g in grams) / len(grams)
-
-
-def _train_index(texts: Sequence[str]) -> Callable[[int], set]:
-    """n -> set of all word n-grams in the training texts, built once per n."""
-    words = [_tokens(t) for t in texts]
-    cache: dict[int, set] = {}
-
-    def grams(n: int) -> set:
-        if n not in cache:
-            cache[n] = {tuple(w[i : i + n]) for w in words for i in range(len(w) - n + 1)}
-        return cache[n]
-
-    return grams
-
-
-def contamination(
-    train_rows: Sequence[Row],
-    eval_rows: Sequence[Row],
-    key_train: str | Sequence[str],
-    key_eval: str | Sequence[str],
-    ngram: int = 8,
-    threshold: float = 0.5,
-) -> dict[str, Any]:
-    """Which eval items overlap the training data (word n-gram overlap).
-
-    An eval item's overlap is the share of its word n-grams that occur anywhere in the
-    training texts; it is contaminated when the overlap is ``>= threshold``. Eval items
-    shorter than ``ngram`` words are checked with n-grams of their own length (so a short
-    item counts only if it occurs verbatim, after case and punctuation folding).
-
-    Args:
-        train_rows: Training rows.
-        eval_rows: Evaluation rows.
-        key_train: Training field(s) to search (e.g. ``("question", "answer")``).
-        key_eval: Eval field(s) whose text is checked (usually the question).
-        ngram: Words per n-gram; 8 to 13 is usual.
-        threshold: Overlap share that flags an item.
-
-    Returns:
-        ``eval_items``, ``contaminated`` (count), ``share``, ``items`` (every flagged
-        item: ``index``, ``overlap``, the first 200 characters of its ``text``), and
-        ``warning`` (a sentence, or ``None``).
-
-    >>> train = [{"q": "What is the capital of France? Paris is the capital."}]
-    >>> evals = [{"q": "what is the capital of France"}, {"q": "How many legs does a spider have?"}]
-    >>> report = contamination(train, evals, "q", "q", ngram=4)
-    >>> report["contaminated"], [item["index"] for item in report["items"]]
-    (1, [0])
-    """
-    keys_t = [key_train] if isinstance(key_train, str) else list(key_train)
-    keys_e = [key_eval] if isinstance(key_eval, str) else list(key_eval)
-    index = _train_index(["\n".join(text_of(r.get(k)) for k in keys_t) for r in train_rows])
-    items = []
-    for i, row in enumerate(eval_rows):
-        text = "\n".join(text_of(row.get(k)) for k in keys_e)
-        overlap = _overlap(text, index, ngram)
-        if overlap >= threshold and overlap > 0:
-            items.append({"index": i, "overlap": round(overlap, 3), "text": text[:200]})
-    share = len(items) / len(eval_rows) if eval_rows else 0.0
-    warning = None
-    if items:
-        warning = (
-            f"{len(items)} of {len(eval_rows)} eval items overlap the training data (>= {threshold:.0%} of their "
-            f"{ngram}-grams): eval scores overstate; drop them from training (decontaminate) or from eval"
-        )
-        log.warning(warning)
-    return {
-        "ngram": ngram,
-        "threshold": threshold,
-        "eval_items": len(eval_rows),
-        "contaminated": len(items),
-        "share": share,
-        "items": items,
-        "warning": warning,
-    }
-
-
-def decontaminate(
-    rows: Sequence[Row],
-    eval_rows: Sequence[Row],
-    key: str | Sequence[str],
-    key_eval: str | Sequence[str],
-    ngram: int = 8,
-    threshold: float = 0.5,
-) -> tuple[list[Row], StepLog]:
-    """Drop training rows that contain an eval item (the step form of :func:`contamination`).
-
-    A training row goes when some eval item has ``>= threshold`` of its n-grams in that
-    row. One pass over the training rows against an inverted index of eval n-grams.
-
-    >>> train = [{"t": "the quick brown fox jumps over the lazy dog"}, {"t": "unrelated text"}]
-    >>> kept, step = decontaminate(train, [{"q": "Quick brown fox jumps over the lazy dog?"}], "t", "q", ngram=4)
-    >>> kept, step.details["removed"]
-    ([{'t': 'unrelated text'}], 1)
-    """
-    keys_t = [key] if isinstance(key, str) else list(key)
-    keys_e = [key_eval] if isinstance(key_eval, str) else list(key_eval)
-    # Inverted index: eval n-gram -> eval items holding it, per n-gram size in use.
-    index: dict[int, dict[tuple[str, ...], list[int]]] = defaultdict(lambda: defaultdict(list))
-    sizes = []
-    for j, row in enumerate(eval_rows):
-        words = _tokens("\n".join(text_of(row.get(k)) for k in keys_e))
-        n = min(ngram, len(words))
-        grams = {tuple(words[i : i + n]) for i in range(len(words) - n + 1)} if words else set()
-        sizes.append(len(grams))
-        for g in grams:
-            index[n][g].append(j)
-    kept, removed = [], []
-    for i, row in enumerate(rows):
-        words = _tokens("\n".join(text_of(row.get(k)) for k in keys_t))
-        hits: Counter[int] = Counter()
-        for n, by_gram in index.items():
-            for g in {tuple(words[k : k + n]) for k in range(len(words) - n + 1)}:
-                hits.update(by_gram.get(g, ()))
-        hit = next((j for j in sorted(hits) if hits[j] / sizes[j] >= threshold), None)
-        if hit is None:
-            kept.append(row)
-        else:
-            removed.append({"index": i, "eval_index": hit, "overlap": round(hits[hit] / sizes[hit], 3)})
-    details = {"ngram": ngram, "threshold": threshold, "removed": len(removed), "examples": removed[:MAX_EXAMPLES]}
-    return _done("decontaminate", len(rows), kept, details)

@@ -8,6 +8,7 @@ task kind (``templates/prompts/``), or an inline template from the plan.
 
 from __future__ import annotations
 
+import json
 import random
 from pathlib import Path
 from typing import Any
@@ -50,8 +51,6 @@ def load_rows(
         raise
     except Exception as exc:  # datasets raises many types; the user needs one line
         if path.suffix.lower() == ".jsonl":
-            from advisor.scoring import read_rows
-
             try:
                 read_rows(path)  # names the first malformed line
             except InputError as bad:
@@ -65,6 +64,33 @@ def load_rows(
     if limit is not None and limit < len(rows):
         rng = random.Random(seed)
         rows = [rows[i] for i in sorted(rng.sample(range(len(rows)), limit))]
+    return rows
+
+
+def read_rows(path: Path) -> list[dict[str, Any]]:
+    """Rows of a JSONL (one object per line) or Parquet file; a bad line is an error naming it."""
+    if not path.exists():
+        raise InputError(f"{path}: file not found")
+    if path.suffix.lower() == ".parquet":
+        try:
+            import pyarrow.parquet as pq
+        except ImportError:
+            raise InputError(
+                f"{path}: reading Parquet needs pyarrow (pip install 'posttrain-advisor[train]')"
+            ) from None
+        return pq.read_table(path).to_pylist()
+    rows = []
+    with open(path) as f:
+        for number, line in enumerate(f, start=1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise InputError(f"{path}: line {number}: not valid JSON ({exc.msg})") from None
+            if not isinstance(row, dict):
+                raise InputError(f"{path}: line {number}: expected a JSON object, got {type(row).__name__}")
+            rows.append(row)
     return rows
 
 

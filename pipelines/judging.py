@@ -51,15 +51,14 @@ False
 
 from __future__ import annotations
 
-import ast
-import json
 import logging
 import math
-import re
 from collections import Counter
 from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
+
+from pipelines.labels import Label, parse_label
 
 log = logging.getLogger(__name__)
 
@@ -70,50 +69,6 @@ METHODS = ("majority", "unanimous", "mean_score")
 LANDIS_KOCH = ((0.81, "almost perfect"), (0.61, "substantial"), (0.41, "moderate"), (0.21, "fair"), (0.0, "slight"))
 MODERATE = 0.41
 VERIFIER = "verifier"
-
-_TRUE = {"true", "yes", "pass", "passed", "correct", "y", "1", "accept", "good"}
-_FALSE = {"false", "no", "fail", "failed", "incorrect", "wrong", "n", "0", "reject", "bad"}
-_PASS_KEYS = ("pass", "passed", "verdict", "correct", "label", "decision", "judgment", "judgement", "result")
-_SCORE_KEYS = ("score", "rating", "grade")
-_REASON_KEYS = ("reason", "reasoning", "explanation", "rationale", "justification")
-_PY_LITERAL = {"true": "True", "false": "False", "null": "None"}
-_FLAT_OBJECT = re.compile(r"\{[^{}]*\}")
-_THINK = re.compile(r"<think>.*?(?:</think>|\Z)", re.S | re.I)  # an unclosed block runs to the end
-_FENCE = re.compile(r"```[a-zA-Z]*\s*\n?(.*?)```", re.S)
-_KV_PASS = re.compile(
-    r"\b(?:pass|passed|verdict|correct|label|decision|judge?ment|result)\"?\s*[:=]\s*[*\"'`]*\s*"
-    r"(yes|no|true|false|pass|fail|passed|failed|correct|incorrect)\b",
-    re.I,
-)
-_KV_SCORE = re.compile(r"\b(?:score|rating|grade)\"?\s*[:=]\s*[*\"'`]*\s*(\d+(?:\.\d+)?)\s*(?:/\s*10\b)?", re.I)
-_FIRST_WORD = re.compile(r"^[\s*_`\"'#>]*(yes|no|pass|fail|true|false|correct|incorrect)\s*(?:[.,!:;)\-\n*]|$)", re.I)
-
-
-@dataclass(frozen=True)
-class Label:
-    """One judge's label for one pair.
-
-    Attributes:
-        passed: The pass/fail vote; ``None`` is an abstention (unreadable reply, or a
-            verifier that could not grade).
-        score: 0-10, or ``None`` when the judge gave none (or it was out of range).
-        reason: The judge's own reason, or why the reply was unreadable.
-        raw: The reply as the judge wrote it.
-    """
-
-    passed: bool | None
-    score: float | None
-    reason: str
-    raw: str
-
-    @property
-    def abstained(self) -> bool:
-        """True when the label carries neither a pass/fail vote nor a score."""
-        return self.passed is None and self.score is None
-
-    def to_dict(self) -> dict[str, Any]:
-        """The label as a provenance record (``pass``, ``score``, ``reason``, ``raw``)."""
-        return {"pass": self.passed, "score": self.score, "reason": self.reason, "raw": self.raw}
 
 
 @dataclass(frozen=True)
@@ -145,161 +100,6 @@ class Decision:
             "abstentions": self.abstentions,
             "mean_score": self.mean_score,
         }
-
-
-# --------------------------------------------------------------------------------------
-# parsing a judge's reply
-# --------------------------------------------------------------------------------------
-
-
-def _as_bool(value: Any) -> bool | None:
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, (int, float)) and value in (0, 1):
-        return bool(value)
-    if isinstance(value, str):
-        word = value.strip().strip(".!").lower()
-        if word in _TRUE:
-            return True
-        if word in _FALSE:
-            return False
-    return None
-
-
-def _as_score(value: Any) -> float | None:
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, str):
-        match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*(?:/\s*10)?\s*", value)
-        value = float(match.group(1)) if match else None
-    if isinstance(value, (int, float)) and math.isfinite(value) and 0 <= value <= 10:
-        return float(value)
-    return None
-
-
-def _json_objects(text: str) -> list[str]:
-    """Every balanced ``{...}`` substring, outermost first, in order of appearance."""
-    found: list[str] = []
-    depth, start, quote, escaped = 0, -1, "", False
-    for i, ch in enumerate(text):
-        if quote:
-            if escaped:
-                escaped = False
-            elif ch == "\\":
-                escaped = True
-            elif ch == quote:
-                quote = ""
-        elif ch == '"' and depth:
-            quote = ch
-        elif ch == "{":
-            if depth == 0:
-                start = i
-            depth += 1
-        elif ch == "}" and depth:
-            depth -= 1
-            if depth == 0:
-                found.append(text[start : i + 1])
-    return found
-
-
-def _load_mapping(candidate: str) -> dict[str, Any] | None:
-    """A dict from JSON, JSON with trailing commas, or a Python literal; else None."""
-    attempts = (
-        lambda s: json.loads(s),
-        lambda s: json.loads(re.sub(r",\s*([}\]])", r"\1", s)),
-        lambda s: ast.literal_eval(re.sub(r"\b(true|false|null)\b", lambda m: _PY_LITERAL[m.group(1)], s)),
-    )
-    for attempt in attempts:
-        try:
-            value = attempt(candidate)
-        except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
-            continue
-        if isinstance(value, dict):
-            return {str(k).strip().lower(): v for k, v in value.items()}
-    return None
-
-
-def _label_from_mapping(data: dict[str, Any], raw: str) -> Label | None:
-    passed = next((_as_bool(data[k]) for k in _PASS_KEYS if k in data), None)
-    score = next((_as_score(data[k]) for k in _SCORE_KEYS if k in data), None)
-    if passed is None and score is None:
-        return None
-    reason = next((str(data[k]) for k in _REASON_KEYS if k in data), "")
-    return Label(passed, score, reason, raw)
-
-
-def parse_label(text: str | None) -> Label:
-    """Read a judge's reply as a :class:`Label`; unreadable replies abstain.
-
-    Tried in order: the last JSON object (in a code fence or in prose; trailing commas
-    and Python literals such as ``True`` are tolerated) holding a pass or score key;
-    ``pass: yes`` / ``score: 8/10`` lines; a reply whose first word is yes/no/pass/fail.
-    ``<think>...</think>`` blocks (and an unclosed ``<think>`` to the end) are ignored. A score outside 0-10 is dropped (``None``).
-    A score without a pass/fail vote stays a score: :func:`aggregate` uses it only for
-    ``mean_score``.
-
-    Args:
-        text: The judge's reply.
-
-    Returns:
-        The label; ``passed is None`` and ``score is None`` when nothing was readable.
-
-    >>> parse_label('Looks right. {"pass": true, "score": 8, "reason": "correct"}').passed
-    True
-    >>> parse_label("Verdict: FAIL\\nScore: 2/10").score
-    2.0
-    >>> parse_label("No, the sum is wrong.").passed
-    False
-    >>> parse_label("lorem ipsum").abstained
-    True
-    """
-    raw = "" if text is None else str(text)
-    body = _THINK.sub("", raw).strip()
-    if not body:
-        return Label(None, None, "abstain: empty reply", raw)
-    # Last object first (a judge may quote the format before answering); fenced blocks
-    # first of all; flat {...} last, in case a stray "{" in the prose unbalanced the scan.
-    fenced = [c for block in _FENCE.findall(body) for c in _json_objects(block)]
-    candidates = fenced[::-1] + _json_objects(body)[::-1] + _FLAT_OBJECT.findall(body)[::-1]
-    for candidate in candidates:
-        data = _load_mapping(candidate)
-        label = _label_from_mapping(data, raw) if data is not None else None
-        if label is not None:
-            return label
-    kv_pass = _KV_PASS.findall(body)
-    kv_score = _KV_SCORE.findall(body)
-    passed = _as_bool(kv_pass[-1]) if kv_pass else None
-    score = _as_score(kv_score[-1]) if kv_score else None
-    if passed is None:
-        first = _FIRST_WORD.match(body)
-        passed = _as_bool(first.group(1)) if first else None
-    if passed is None and score is None:
-        return Label(None, None, "abstain: unparseable judge reply", raw)
-    return Label(passed, score, body if len(body) <= 200 else body[:197] + "...", raw)
-
-
-def verifier_label(verdict: Any) -> Label:
-    """A verifier's :class:`~verifiers.base.Verdict` as one more vote on the panel.
-
-    A verdict the verifier could not grade (``gradable`` is False: no or unparseable
-    reference) abstains. The verifier's 0-1 score becomes 0-10.
-
-    >>> from verifiers.base import passed, skipped
-    >>> verifier_label(passed("match")).score
-    10.0
-    >>> verifier_label(skipped("no reference")).passed is None
-    True
-    """
-    if not getattr(verdict, "gradable", True):
-        return Label(None, None, verdict.reason, verdict.extracted or "")
-    score = verdict.score
-    score = None if score is None or not math.isfinite(score) else max(0.0, min(10.0, 10.0 * float(score)))
-    return Label(bool(verdict.passed), score, verdict.reason, verdict.extracted or "")
-
-
-# --------------------------------------------------------------------------------------
-# asking the judges
-# --------------------------------------------------------------------------------------
 
 
 def rubric_template(rubric: str | None = None) -> Any:

@@ -13,9 +13,10 @@ from typing import Any
 
 from advisor.errors import InputError, StageFailed
 from pipelines.artifacts import Shards
+from pipelines.context import StageContext
 
 
-def generator_for(ctx: Any, model: str, on_progress: Any = None) -> Any:
+def generator_for(ctx: StageContext, model: str, on_progress: Any = None) -> Any:
     """The plan's generation backend for ``model`` (a local path is resolved against the plan)."""
     from pipelines.generation import GenerationError, make_generator
 
@@ -56,7 +57,7 @@ def verifier_for(plan: Any) -> Any:
 
 
 def sample_and_verify(
-    ctx: Any,
+    ctx: StageContext,
     generator: Any,
     verifier: Any,
     prompts: list[Any],
@@ -128,25 +129,3 @@ def per_prompt_counts(rows: list[dict[str, Any]], num_prompts: int) -> list[tupl
             n[r["prompt_index"]] += 1
             c[r["prompt_index"]] += int(bool(r["passed"]))
     return list(zip(n, c, strict=True))
-
-
-TRAIN_KINDS = ("sft", "psft", "dpo", "grpo", "rloo")
-
-
-def current_policy(ctx: Any) -> str:
-    """The model the pipeline is improving: the last earlier training stage's ``model/``, else the base."""
-    found = ctx.earlier_stage(*TRAIN_KINDS)
-    if found is not None:
-        return str(found[1] / "model")
-    return ctx.plan.models.base
-
-
-def probe_settings(ctx: Any) -> tuple[Any, str]:
-    """The probe's options and the prompt style it settled on (``direct`` or ``cot``)."""
-    from pipelines.artifacts import read_json
-
-    found = ctx.earlier_stage("probe")
-    if found is None:
-        return None, "cot" if ctx.plan.route == "rft" else "direct"
-    options, folder = found
-    return options, read_json(folder / "metrics.json").get("style", "direct")

@@ -26,6 +26,6 @@ def pytest_collection_modifyitems(config, items):
 def tiny_model_dir(tmp_path_factory):
     """A randomly initialised tiny Llama (about 140k parameters) with the char tokenizer,
     saved with ``save_pretrained``: loadable by path, as TRL and the stages expect."""
-    from pipelines.tinymodel import build_tiny_model
+    from pipelines.testing.tinymodel import build_tiny_model
 
     return build_tiny_model(tmp_path_factory.mktemp("tiny-model"), arch="llama", seed=0)

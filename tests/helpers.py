@@ -23,3 +23,22 @@ def run_cli(*args, cwd: Path):
 def run_plan_cli(plan: Path, cwd: Path):
     """``advisor run PLAN`` from ``cwd``."""
     return run_cli("run", plan, cwd=cwd)
+
+
+def write_plan(folder: Path, keep: tuple[str, ...] | None = None, stage: dict | None = None, **answers) -> Path:
+    """``folder/plan.yaml`` as ``advisor plan`` would write it for ``answers`` (PlanAnswers fields).
+
+    ``keep`` lists the stage kinds to keep (default: all); ``stage`` updates the first kept stage's options.
+    """
+    import yaml
+
+    from advisor.plan import plan_to_dict
+    from advisor.planner import PlanAnswers, build_plan
+
+    data = plan_to_dict(build_plan(PlanAnswers(**answers)))
+    if keep is not None:
+        data["stages"] = [s for s in data["stages"] if s["kind"] in keep]
+    data["stages"][0].update(stage or {})
+    path = folder / "plan.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path

@@ -11,12 +11,9 @@ from functools import partial
 import pytest
 
 from pipelines import curation
+from pipelines.contamination import contamination_report, decontaminate
 from pipelines.curation import (
     answer_style,
-    balance,
-    contamination,
-    curriculum,
-    decontaminate,
     dedupe_exact,
     dedupe_near,
     filter_length,
@@ -238,36 +235,7 @@ def test_style_report_on_boxed_math_and_no_answers():
     assert style_report([])["rows"] == 0 and style_report([])["warning"] is None
 
 
-# -- balance, curriculum, general data --------------------------------------------------------
-
-
-def test_balance_caps_each_class_at_the_smallest_by_default_and_keeps_order():
-    rows = [{"label": "pos", "i": i} for i in range(6)] + [{"label": "neg", "i": i} for i in range(6, 8)]
-    kept, log = balance(rows, "label", seed=1)
-    assert log.details["before"] == {"pos": 6, "neg": 2} and log.details["after"] == {"neg": 2, "pos": 2}
-    assert [r["i"] for r in kept] == sorted(r["i"] for r in kept)  # input order kept
-    assert kept == balance(rows, "label", seed=1)[0]  # same seed, same rows
-    assert balance(rows, "label", max_per_class=4)[1].details["after"] == {"neg": 2, "pos": 4}
-
-
-def test_balance_warns_when_classes_still_differ_tenfold():
-    rows = [{"task": "math"}] * 30 + [{"task": "code"}] * 2 + [{"other": 1}]  # missing field: class None
-    kept, log = balance(rows, "task", max_per_class=25)
-    assert log.details["after"] == {"None": 1, "code": 2, "math": 25}
-    assert "tenfold" in log.warnings[0]
-
-
-def test_curriculum_orders_by_pass_rate_high_first_and_is_stable():
-    rows = [
-        {"id": "hard", "pass_rate": 0.1},
-        {"id": "easy", "pass_rate": 0.9},
-        {"id": "unmeasured"},
-        {"id": "mid-a", "pass_rate": 0.5},
-        {"id": "mid-b", "pass_rate": 0.5},
-    ]
-    ordered, log = curriculum(rows)
-    assert [r["id"] for r in ordered] == ["easy", "mid-a", "mid-b", "hard", "unmeasured"]
-    assert log.details["unmeasured"] == 1 and log.warnings
+# -- general data --------------------------------------------------------------------------
 
 
 def test_mix_general_hits_the_share_of_the_final_pool_and_keeps_rl_order():
@@ -304,12 +272,12 @@ EVAL = [
 
 
 def test_contamination_reports_overlapping_eval_items():
-    report = contamination(TRAIN, EVAL, "question", "question", ngram=8, threshold=0.5)
+    report = contamination_report(TRAIN, EVAL, "question", "question", ngram=8, threshold=0.5)
     assert [item["index"] for item in report["items"]] == [0, 1]
     assert report["items"][0]["overlap"] == 1.0 and report["items"][0]["text"].startswith("A farmer")
     assert report["contaminated"] == 2 and report["share"] == 0.5
     assert "2 of 4 eval items" in report["warning"]
-    clean = contamination(TRAIN, EVAL[2:], "question", "question")
+    clean = contamination_report(TRAIN, EVAL[2:], "question", "question")
     assert clean["contaminated"] == 0 and clean["warning"] is None
 
 
@@ -334,8 +302,7 @@ def test_run_pipeline_logs_rows_in_and_out_per_step(caplog):
         partial(dedupe_exact, key=("q", "a")),
         partial(remove_sensitive, keys=["a"]),
         partial(filter_length, key="a", max_chars=100),
-        partial(balance, key="label"),
-        partial(curriculum, pass_rate_key="pass_rate"),
+        partial(dedupe_near, key="q", threshold=0.8, ngram=2),
     ]
     with caplog.at_level(logging.INFO, logger="pipelines.curation"):
         out, logs = run_pipeline(rows, steps)
@@ -344,8 +311,7 @@ def test_run_pipeline_logs_rows_in_and_out_per_step(caplog):
         ("dedupe_exact", 5, 4),
         ("remove_sensitive", 4, 3),
         ("filter_length", 3, 2),
-        ("balance", 2, 2),
-        ("curriculum", 2, 2),
+        ("dedupe_near", 2, 2),
     ]
     assert "remove_sensitive: 4 -> 3 rows" in caplog.text
     assert logs[0].to_dict()["rows_out"] == 4

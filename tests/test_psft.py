@@ -12,7 +12,7 @@ import math
 import pytest
 import torch
 
-from pipelines.train_losses import psft_loss
+from pipelines.training.losses import psft_loss
 
 
 def log_pairs(ratios: list[float], old: list[float]) -> tuple[torch.Tensor, torch.Tensor]:

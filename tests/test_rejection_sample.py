@@ -11,14 +11,12 @@ import json
 import re
 from pathlib import Path
 
-import yaml
 from helpers import run_plan_cli as run
+from helpers import write_plan
 
-from advisor.plan import plan_to_dict
-from advisor.planner import PlanAnswers, build_plan
 from pipelines.artifacts import read_jsonl as read
-from pipelines.openai_server import OpenAIServer
-from pipelines.rejection_sample import path_key
+from pipelines.stages.rejection_sample import path_key
+from pipelines.testing.openai_server import OpenAIServer
 
 PROMPTS = [(2, 3), (4, 5), (7, 1), (9, 9)]
 
@@ -54,7 +52,10 @@ def cycling_policy():
 
 def make_plan(folder: Path, base_url: str, **stage) -> Path:
     write_data(folder)
-    answers = PlanAnswers(
+    return write_plan(
+        folder,
+        keep=("rejection_sample",),
+        stage={"samples": 8, "shard_size": 2, **stage},
         labeled_rows=4,
         verifiable=True,
         task_kind="math",
@@ -66,12 +67,6 @@ def make_plan(folder: Path, base_url: str, **stage) -> Path:
         eval_data="train.jsonl",
         name="rs-test",
     )
-    data = plan_to_dict(build_plan(answers))
-    data["stages"] = [s for s in data["stages"] if s["kind"] in ("rejection_sample",)]
-    data["stages"][0].update({"samples": 8, "shard_size": 2, **stage})
-    path = folder / "plan.yaml"
-    path.write_text(yaml.safe_dump(data, sort_keys=False))
-    return path
 
 
 def test_keeps_distinct_verified_paths_and_builds_pairs(tmp_path):

@@ -21,7 +21,7 @@ import pytest
 
 from advisor.plan import Plan, plan_to_dict
 from advisor.planner import PlanAnswers, build_plan
-from pipelines.report import write_report
+from advisor.report import write_report
 
 HOSTILE = '<script>alert("pwned")</script> | & <img src=x onerror=alert(1)>'
 ALL_KINDS = [
@@ -292,7 +292,7 @@ def test_malformed_metrics_do_not_break_the_report(tmp_path):
 
 
 def test_import_does_not_load_torch_or_a_plotting_library():
-    code = "import sys, pipelines.report; print(' '.join(m for m in ('torch', 'matplotlib') if m in sys.modules))"
+    code = "import sys, advisor.report; print(' '.join(m for m in ('torch', 'matplotlib') if m in sys.modules))"
     import sys
 
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()

@@ -18,11 +18,9 @@ from pathlib import Path
 
 import pytest
 import yaml
-from helpers import run_cli
+from helpers import run_cli, write_plan
 
-from advisor.plan import plan_to_dict
-from advisor.planner import PlanAnswers, build_plan
-from pipelines.openai_server import OpenAIServer
+from pipelines.testing.openai_server import OpenAIServer
 
 QUESTIONS = [(a, b) for a in range(1, 6) for b in range(1, 5)]  # 20 prompts
 
@@ -56,7 +54,9 @@ def right_only_with_cot(messages) -> str:
 
 def make_plan(folder: Path, base_url: str, **probe) -> Path:
     write_data(folder)
-    answers = PlanAnswers(
+    return write_plan(
+        folder,
+        stage={"samples": 4, "shard_size": 4, "prompt_style": "direct", **probe},
         labeled_rows=20 if "prompt_style" not in probe else 500,
         verifiable=True,
         cot_helps=None if "prompt_style" not in probe else "unknown",
@@ -68,11 +68,6 @@ def make_plan(folder: Path, base_url: str, **probe) -> Path:
         train_data="eval.jsonl",
         name="probe-test",
     )
-    data = plan_to_dict(build_plan(answers))
-    data["stages"][0].update({"samples": 4, "shard_size": 4, "prompt_style": "direct", **probe})
-    path = folder / "plan.yaml"
-    path.write_text(yaml.safe_dump(data, sort_keys=False))
-    return path
 
 
 def test_gate_passes_and_metrics_are_measured(tmp_path):

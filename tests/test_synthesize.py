@@ -11,13 +11,11 @@ import re
 from pathlib import Path
 
 import pytest
-import yaml
 from helpers import run_plan_cli as run
+from helpers import write_plan
 
-from advisor.plan import plan_to_dict
-from advisor.planner import PlanAnswers, build_plan
 from pipelines.artifacts import read_jsonl as read
-from pipelines.openai_server import OpenAIServer
+from pipelines.testing.openai_server import OpenAIServer
 
 QUESTIONS = [(1, 2), (3, 4), (5, 6), (7, 8)]
 
@@ -52,7 +50,10 @@ def scripted(messages, model):
 
 def make_plan(folder: Path, base_url: str, **stage) -> Path:
     write_data(folder)
-    answers = PlanAnswers(
+    return write_plan(
+        folder,
+        keep=("synthesize",),
+        stage={"samples": 1, "judge_max_new_tokens": 64, **stage},
         labeled_rows=5,
         verifiable=True,
         task_kind="math",
@@ -65,12 +66,6 @@ def make_plan(folder: Path, base_url: str, **stage) -> Path:
         eval_data="eval.jsonl",
         name="synth-test",
     )
-    data = plan_to_dict(build_plan(answers))
-    data["stages"] = [s for s in data["stages"] if s["kind"] == "synthesize"]
-    data["stages"][0].update({"samples": 1, "judge_max_new_tokens": 64, **stage})
-    path = folder / "plan.yaml"
-    path.write_text(yaml.safe_dump(data, sort_keys=False))
-    return path
 
 
 @pytest.fixture

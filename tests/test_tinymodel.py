@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from pipelines.tinymodel import (
+from pipelines.testing.tinymodel import (
     CHAT_TEMPLATE,
     addition_task,
     build_tiny_model,

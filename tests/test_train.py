@@ -23,9 +23,9 @@ import yaml
 from rich.console import Console
 
 from advisor.plan import Plan
-from advisor.runner import StageContext
 from pipelines.artifacts import read_json, write_json, write_jsonl
-from pipelines.tinymodel import addition_task
+from pipelines.context import StageContext
+from pipelines.testing.tinymodel import addition_task
 
 DIGITS_ONLY = {"name": "regex", "options": {"pattern": r"^\d+$", "fullmatch": True}}
 ANY_DIGIT = {"name": "regex", "options": {"pattern": r"\d"}}
@@ -73,7 +73,7 @@ def context(plan: Plan, folder: Path, index: int) -> StageContext:
 
 def run_stage(plan: Plan, folder: Path, index: int) -> dict[str, Any]:
     """Run one training stage as the runner would: metrics.json, then manifest.json."""
-    from pipelines.train import run
+    from pipelines.stages.train import run
 
     ctx = context(plan, folder, index)
     result = run(ctx)
@@ -91,7 +91,7 @@ def steps(metrics: dict[str, Any], key: str) -> list[float]:
 
 
 def test_sft_data_prefers_rejection_sampling_and_matches_the_prompt_form(tmp_path, tiny_model_dir):
-    from pipelines.train import load_pair_rows, load_sft_rows
+    from pipelines.stages.train import load_pair_rows, load_sft_rows
 
     plan = make_plan(tmp_path, tiny_model_dir, [{"kind": "rejection_sample"}, {"kind": "sft"}])
     ctx = context(plan, tmp_path, 2)
@@ -116,7 +116,7 @@ def test_sft_data_prefers_rejection_sampling_and_matches_the_prompt_form(tmp_pat
 
 
 def test_rl_rows_mix_in_general_prompts(tmp_path, tiny_model_dir):
-    from pipelines.train import load_rl_rows
+    from pipelines.stages.train import load_rl_rows
 
     plan = make_plan(tmp_path, tiny_model_dir, [{"kind": "grpo", "general_mix": 0.2}])
     write_jsonl(tmp_path / "general.jsonl", [{"prompt": f"say {i}"} for i in range(50)])
@@ -128,7 +128,7 @@ def test_rl_rows_mix_in_general_prompts(tmp_path, tiny_model_dir):
 
 
 def test_checkpoint_choice_is_by_score_not_by_step():
-    from pipelines.train import choose
+    from pipelines.training.checkpoints import choose
 
     rows = [{"step": 2, "s": 0.5}, {"step": 4, "s": 0.75}, {"step": 6, "s": 0.25}, {"step": 8, "s": 0.75}]
     assert choose(rows, "s")["step"] == 8, "the best score wins; a tie goes to the later checkpoint"
@@ -137,12 +137,12 @@ def test_checkpoint_choice_is_by_score_not_by_step():
 
 
 def test_launch_commands_and_accelerate_configs(tmp_path):
-    from pipelines.train_launch import launch_command, render_accelerate_config
+    from pipelines.training.launch import launch_command, render_accelerate_config
 
     job = tmp_path / "job.json"
     cpu = launch_command(job, 2, "ddp", cuda=False)
     assert cpu[1:4] == ["-m", "torch.distributed.run", "--standalone"] and "--nproc_per_node=2" in cpu
-    assert cpu[-3:] == ["-m", "pipelines.train_launch", str(job)]
+    assert cpu[-3:] == ["-m", "pipelines.training.launch", str(job)]
     gpu = launch_command(job, 4, "fsdp", cuda=True)
     assert gpu[1:3] == ["-m", "accelerate.commands.launch"] and gpu[gpu.index("--config_file") + 1].endswith(".yaml")
     assert yaml.safe_load((tmp_path / "accelerate.yaml").read_text())["distributed_type"] == "FSDP"
@@ -159,7 +159,7 @@ def test_launch_commands_and_accelerate_configs(tmp_path):
 
 
 def test_lora_auto_follows_model_size(tiny_model_dir):
-    from pipelines.train import use_lora
+    from pipelines.stages.train import use_lora
 
     assert use_lora("auto", str(tiny_model_dir)) == (False, use_lora("no", str(tiny_model_dir))[1])
     assert use_lora("yes", str(tiny_model_dir))[0] is True

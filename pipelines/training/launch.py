@@ -2,9 +2,9 @@
 
 When the plan says ``compute.num_processes > 1``, a training stage writes its job
 to ``job.json`` and starts N copies of this module, each running
-:func:`pipelines.train_job.run_job` on its share of every batch::
+:func:`pipelines.training.job.run_job` on its share of every batch::
 
-    python -m pipelines.train_launch runs/<plan>/04-sft/job.json
+    python -m pipelines.training.launch runs/<plan>/04-sft/job.json
 
 How the ranks are started depends on the machine:
 
@@ -55,7 +55,7 @@ def render_accelerate_config(distributed: str, num_processes: int, mixed_precisi
 
 def launch_command(job_path: Path, num_processes: int, distributed: str, cuda: bool) -> list[str]:
     """The command that starts ``num_processes`` ranks of :func:`main` on ``job_path``."""
-    module = ["-m", "pipelines.train_launch", str(job_path)]
+    module = ["-m", "pipelines.training.launch", str(job_path)]
     if cuda:
         config = job_path.with_name("accelerate.yaml")
         write_text(config, render_accelerate_config(distributed, num_processes))
@@ -111,12 +111,12 @@ def launch(job_path: Path, num_processes: int, distributed: str = "ddp", console
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of one rank: ``python -m pipelines.train_launch JOB.json``."""
-    from pipelines.train_job import run_job, step_reporter
+    """Entry point of one rank: ``python -m pipelines.training.launch JOB.json``."""
+    from pipelines.training.job import run_job, step_reporter
 
     args = sys.argv[1:] if argv is None else argv
     if len(args) != 1:
-        print("usage: python -m pipelines.train_launch JOB.json", file=sys.stderr)
+        print("usage: python -m pipelines.training.launch JOB.json", file=sys.stderr)
         return 2
     run_job(read_json(Path(args[0])), callbacks=[step_reporter()])
     return 0

@@ -25,8 +25,9 @@ import re
 from typing import Any
 
 from pipelines.artifacts import read_jsonl, write_jsonl
+from pipelines.context import StageContext, StageResult
 from pipelines.data import load_rows, render_prompts
-from pipelines.sampling import current_policy, generator_for, probe_settings, sample_and_verify, verifier_for
+from pipelines.sampling import generator_for, sample_and_verify, verifier_for
 
 _EQUATION = re.compile(r"([0-9().+\-*/^× ]*[0-9)])\s*=\s*(-?[0-9][0-9.,/]*)")
 
@@ -48,14 +49,12 @@ def path_key(text: str, task_kind: str) -> str:
     return "text:" + " ".join(text.lower().split())
 
 
-def load_prompts(ctx: Any) -> tuple[list[dict[str, Any]], list[Any], list[Any]]:
-    plan = ctx.plan
+def load_prompts(ctx: StageContext) -> tuple[list[dict[str, Any]], list[Any], list[Any]]:
+    plan, settings = ctx.plan, ctx.prompts
     rows = load_rows(plan.data.train, ctx.plan_dir, fields=(plan.data.prompt_field,), label="data.train")
-    probe, style = probe_settings(ctx)
-    template = (
-        getattr(probe, "prompt_template", None) if ctx.stage.prompt_template is None else ctx.stage.prompt_template
+    prompts = render_prompts(
+        rows, plan.data.prompt_field, settings.style, plan.task.kind, plan.models.chat, inline=settings.template
     )
-    prompts = render_prompts(rows, plan.data.prompt_field, style, plan.task.kind, plan.models.chat, inline=template)
     refs = [r.get(plan.data.answer_field) for r in rows]
     return rows, prompts, refs
 
@@ -93,21 +92,19 @@ def select(samples: list[dict[str, Any]], num_prompts: int, opts: Any, task_kind
     return {"kept": kept, "pairs": pairs, "distinct": distinct, "by_prompt": by_prompt}
 
 
-def teacher_rows(ctx: Any) -> list[dict[str, Any]]:
+def teacher_rows(ctx: StageContext) -> list[dict[str, Any]]:
     folder = ctx.earlier("synthesize")
     if folder is None or not (folder / "sft.jsonl").exists():
         return []
     return [{**r, "source": "teacher"} for r in read_jsonl(folder / "sft.jsonl")]
 
 
-def run(ctx: Any) -> Any:
-    from advisor.runner import StageResult
-
+def run(ctx: StageContext) -> StageResult:
     plan, opts = ctx.plan, ctx.stage
-    rows, prompts, refs = load_prompts(ctx)
-    policy = current_policy(ctx)
-    generator = generator_for(ctx, policy)
     verifier = verifier_for(plan)
+    rows, prompts, refs = load_prompts(ctx)
+    policy = ctx.policy
+    generator = generator_for(ctx, policy)
     samples = sample_and_verify(
         ctx, generator, verifier, prompts, refs, ctx.dir / "shards", opts.samples, opts, label="rejection sampling"
     )

@@ -1,7 +1,7 @@
 """Stages ``sft``, ``psft``, ``dpo``, ``grpo``, ``rloo``, ``reward_model``: train with TRL.
 
 Each training stage reads top to bottom: options, then data, then a job for TRL,
-then training (in this process, or on several through :mod:`pipelines.train_launch`),
+then training (in this process, or on several through :mod:`pipelines.training.launch`),
 then the choice of checkpoint, then outputs.
 
 What each kind trains on and with:
@@ -13,7 +13,7 @@ sft           ``SFTTrainer``           prompt/completion: an earlier rejection_s
                                        ``sft.jsonl``, else synthesize's, else
                                        ``data.train`` (prompt_field -> answer_field)
 psft          ``SFTTrainer`` + the     as sft; loss clipped against an old policy
-              PSFT loss                (:mod:`pipelines.train_losses`)
+              PSFT loss                (:mod:`pipelines.training.losses`)
 dpo           ``DPOTrainer``           prompt/chosen/rejected: rejection_sample's
                                        ``pairs.jsonl``, else ``data.train``
                                        (chosen_field, rejected_field)
@@ -47,53 +47,32 @@ from __future__ import annotations
 
 import random
 import shutil
-import warnings
 from pathlib import Path
 from typing import Any
 
 from advisor.errors import InputError, StageFailed
+from pipelines import curation
 from pipelines.artifacts import read_jsonl, write_json, write_jsonl
+from pipelines.context import StageContext, StageResult
 from pipelines.data import load_rows, render_prompts
-from pipelines.sampling import current_policy, probe_settings, verifier_for
+from pipelines.sampling import quiet_libraries, verifier_for
+from pipelines.training.checkpoints import CHECKPOINTS, choose, materialize, score_checkpoints
 
 #: Above this many parameters ``lora: auto`` trains a LoRA adapter instead of every weight.
 LORA_AUTO_PARAMETERS = 250_000_000
-#: Evenly spaced checkpoints saved (and scored) per stage; the last step is always one.
-CHECKPOINTS = 4
 #: Eval prompts (a seeded sample) that score each checkpoint.
 EVAL_PROMPTS = 64
 #: Reward models: the share of pairs held out to score checkpoints, and its cap.
 HELDOUT_SHARE, HELDOUT_MAX = 0.1, 64
-#: Files of a Trainer checkpoint that are training state, not the model.
-TRAINING_STATE = ("optimizer.pt", "scheduler.pt", "trainer_state.json", "training_args.bin", "scaler.pt")
-#: Tokenizer files: copied from a local policy unchanged (training does not change the tokenizer,
-#: and re-saving through transformers 5 would rewrite it in a form older versions cannot read).
-TOKENIZER_FILES = (
-    "tokenizer.json",
-    "tokenizer_config.json",
-    "special_tokens_map.json",
-    "added_tokens.json",
-    "chat_template.jinja",
-    "tokenizer.model",
-    "vocab.json",
-    "merges.txt",
-)
 
 
 # ---- inputs: the policy and the data ----
 
 
-def prompt_style(ctx: Any) -> tuple[str, str | None]:
-    """The probe's prompt style and inline template, so train and eval prompts match."""
-    probe, style = probe_settings(ctx)
-    return style, getattr(probe, "prompt_template", None)
-
-
-def render(ctx: Any, rows: list[dict[str, Any]], field: str) -> list[Any]:
+def render(ctx: StageContext, rows: list[dict[str, Any]], field: str) -> list[Any]:
     """Model inputs for ``rows[i][field]``, in the probe's style (strings, or chats when ``models.chat``)."""
-    plan = ctx.plan
-    style, template = prompt_style(ctx)
-    return render_prompts(rows, field, style, plan.task.kind, plan.models.chat, inline=template)
+    plan, prompts = ctx.plan, ctx.prompts
+    return render_prompts(rows, field, prompts.style, plan.task.kind, plan.models.chat, inline=prompts.template)
 
 
 def as_turn(prompt: Any, text: Any) -> Any:
@@ -105,7 +84,7 @@ def as_turn(prompt: Any, text: Any) -> Any:
     return str(text)
 
 
-def earlier_file(ctx: Any, kinds: tuple[str, ...], name: str) -> Path | None:
+def earlier_file(ctx: StageContext, kinds: tuple[str, ...], name: str) -> Path | None:
     """``name`` in the last finished earlier stage of the first of ``kinds`` that has it."""
     for kind in kinds:
         folder = ctx.earlier(kind)
@@ -114,7 +93,7 @@ def earlier_file(ctx: Any, kinds: tuple[str, ...], name: str) -> Path | None:
     return None
 
 
-def load_sft_rows(ctx: Any) -> tuple[list[dict[str, Any]], str]:
+def load_sft_rows(ctx: StageContext) -> tuple[list[dict[str, Any]], str]:
     """prompt/completion rows: verified samples, else teacher solutions, else the gold answers."""
     plan = ctx.plan
     found = earlier_file(ctx, ("rejection_sample", "synthesize"), "sft.jsonl")
@@ -136,7 +115,7 @@ def load_sft_rows(ctx: Any) -> tuple[list[dict[str, Any]], str]:
     return [r for r in rows if r["completion"]], source
 
 
-def load_pair_rows(ctx: Any) -> tuple[list[dict[str, Any]], str]:
+def load_pair_rows(ctx: StageContext) -> tuple[list[dict[str, Any]], str]:
     """prompt/chosen/rejected rows: rejection sampling's right/wrong pairs, else the user's pairs."""
     plan = ctx.plan
     found = earlier_file(ctx, ("rejection_sample",), "pairs.jsonl")
@@ -158,7 +137,7 @@ def load_pair_rows(ctx: Any) -> tuple[list[dict[str, Any]], str]:
     return [r for r in rows if r["chosen"] and r["rejected"]], source
 
 
-def load_rl_rows(ctx: Any) -> tuple[list[dict[str, Any]], str]:
+def load_rl_rows(ctx: StageContext) -> tuple[list[dict[str, Any]], str]:
     """Prompts with their reference answer (the verifier's ``reference`` column), plus general prompts."""
     plan, opts = ctx.plan, ctx.stage
     if not plan.data.train:
@@ -171,14 +150,15 @@ def load_rl_rows(ctx: Any) -> tuple[list[dict[str, Any]], str]:
     if plan.data.general and opts.general_mix > 0:
         # general_mix is the share of the final pool: n_general / (n_task + n_general)
         general = load_rows(plan.data.general, ctx.plan_dir, label="data.general")
-        want = min(len(general), round(len(rows) * opts.general_mix / (1 - opts.general_mix)))
         field = plan.data.prompt_field if general and plan.data.prompt_field in general[0] else "prompt"
         if general and field not in general[0]:
             raise InputError(f"data.general: no field {plan.data.prompt_field!r} or 'prompt' in {plan.data.general}")
-        picked = random.Random(opts.seed).sample(general, want)
         # No reference: a verifier reward is None (no signal) there; the KL term and a reward model still apply
-        rows += [{"prompt": p, "reference": None} for p in render(ctx, picked, field)]
-        source += f" + {want} general prompts ({opts.general_mix:.0%})"
+        extra = [{"prompt": p, "reference": None} for p in render(ctx, general, field)]
+        rows, log = curation.mix_general(rows, extra, share=opts.general_mix, seed=opts.seed)
+        for warning in log.warnings:
+            ctx.console.print(f"  [yellow]data.general: {warning}[/yellow]")
+        source += f" + {log.details['general']} general prompts ({opts.general_mix:.0%})"
     return rows, source
 
 
@@ -215,7 +195,7 @@ def use_lora(setting: str, model: str) -> tuple[bool, int]:
 # ---- the job: everything TRL needs, as JSON ----
 
 
-def build_job(ctx: Any, policy: str, lora: bool) -> tuple[dict[str, Any], dict[str, Any]]:
+def build_job(ctx: StageContext, policy: str, lora: bool) -> tuple[dict[str, Any], dict[str, Any]]:
     """Write the training data and ``job.json``; return the job and facts for the metrics."""
     import torch
 
@@ -261,7 +241,7 @@ def build_job(ctx: Any, policy: str, lora: bool) -> tuple[dict[str, Any], dict[s
     return job, facts
 
 
-def reward_spec(ctx: Any) -> dict[str, Any]:
+def reward_spec(ctx: StageContext) -> dict[str, Any]:
     """grpo/rloo's reward: the trained reward model's folder, or the plan's verifier by name."""
     plan, opts = ctx.plan, ctx.stage
     if opts.reward == "reward_model":
@@ -279,13 +259,13 @@ def vllm_usable() -> bool:
     return importlib.util.find_spec("vllm") is not None
 
 
-def train(ctx: Any, job: dict[str, Any]) -> dict[str, Any]:
+def train(ctx: StageContext, job: dict[str, Any]) -> dict[str, Any]:
     """Run the job here, or on ``compute.num_processes`` ranks."""
-    from pipelines.train_job import run_job, step_reporter
+    from pipelines.training.job import run_job, step_reporter
 
     n = ctx.plan.compute.num_processes
     if n > 1:
-        from pipelines.train_launch import launch
+        from pipelines.training.launch import launch
 
         return launch(ctx.dir / "job.json", n, ctx.plan.compute.distributed, ctx.console)
     reporter = step_reporter(ctx.progress)
@@ -295,46 +275,7 @@ def train(ctx: Any, job: dict[str, Any]) -> dict[str, Any]:
         reporter.stack.close()  # the progress bar, should training raise
 
 
-# ---- choosing the checkpoint ----
-
-
-def materialize(checkpoint: Path, out: Path, lora: bool, reward_model: bool, policy: str | None = None) -> Path:
-    """A plain model folder from a checkpoint: LoRA adapters merged, training state left out.
-
-    With ``policy`` (a local model folder) its tokenizer files replace the re-saved ones.
-    """
-    if out.exists():
-        shutil.rmtree(out)
-    if not lora:
-        shutil.copytree(checkpoint, out, ignore=shutil.ignore_patterns(*TRAINING_STATE, "rng_state*"))
-    else:
-        _merge_adapter(checkpoint, out, reward_model)
-    source = Path(policy) if policy else None
-    if source is not None and (source / "tokenizer_config.json").exists():
-        for name in TOKENIZER_FILES:
-            (out / name).unlink(missing_ok=True)
-            if (source / name).exists():
-                shutil.copy2(source / name, out / name)
-    return out
-
-
-def _merge_adapter(checkpoint: Path, out: Path, reward_model: bool) -> None:
-    from peft import PeftConfig, PeftModel
-    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
-
-    base_path = PeftConfig.from_pretrained(str(checkpoint)).base_model_name_or_path
-    if reward_model:  # one score per sequence, as RewardTrainer built it
-        base = AutoModelForSequenceClassification.from_pretrained(base_path, num_labels=1)
-    else:
-        base = AutoModelForCausalLM.from_pretrained(base_path)
-    with warnings.catch_warnings():  # peft calls a transformers API that transformers 5 deprecates
-        warnings.simplefilter("ignore", FutureWarning)
-        merged = PeftModel.from_pretrained(base, str(checkpoint)).merge_and_unload()
-    merged.save_pretrained(out)
-    AutoTokenizer.from_pretrained(str(checkpoint)).save_pretrained(out)
-
-
-def eval_set(ctx: Any) -> tuple[list[Any], list[Any], str | None]:
+def eval_set(ctx: StageContext) -> tuple[list[Any], list[Any], str | None]:
     """Up to EVAL_PROMPTS prompts to choose checkpoints on, rendered like the probe's.
 
     ``data.validation`` when the plan has it, so the final ``evaluate`` numbers on
@@ -357,78 +298,25 @@ def eval_set(ctx: Any) -> tuple[list[Any], list[Any], str | None]:
     return render(ctx, rows, plan.data.prompt_field), [r.get(plan.data.answer_field) for r in rows], label
 
 
-def eval_max_new_tokens(ctx: Any) -> int:
+def eval_max_new_tokens(ctx: StageContext) -> int:
     """The probe's generation length, so checkpoints are judged as the probe judged the base model."""
-    probe, _ = probe_settings(ctx)
+    probe = ctx.prompts.probe
     if probe is not None:
         return probe.max_new_tokens
     return getattr(ctx.stage, "max_new_tokens", 512)
 
 
-def pass_rate(ctx: Any, model: Path, prompts: list[Any], refs: list[Any], verifier: Any) -> float | None:
-    """Greedy pass@1 over the gradable eval prompts (None when the verifier can grade none)."""
-    from pipelines.generation import HFGenerator
-
-    generator = HFGenerator(str(model), batch_size=ctx.plan.compute.generation_batch_size)
-    outputs = generator.generate(prompts, n=1, temperature=0.0, max_new_tokens=eval_max_new_tokens(ctx), seed=0)
-    del generator  # free the model before the next checkpoint loads
-    _release_memory()
-    verdicts = verifier.verify_batch([o[0] for o in outputs], refs)
-    graded = [v for v in verdicts if v.gradable]
-    return sum(v.passed for v in graded) / len(graded) if graded else None
-
-
-def _release_memory() -> None:
-    import gc
-
-    import torch
-
-    gc.collect()
-    if torch.cuda.is_available():
-        torch.cuda.empty_cache()
-
-
-def score_checkpoints(
-    ctx: Any, job: dict[str, Any], result: dict[str, Any], prompts: list[Any], refs: list[Any]
-) -> list[dict[str, Any]]:
-    """One row per checkpoint: its step and score (eval pass@1, or a reward model's pairwise accuracy)."""
-    from pipelines.train_job import complete_checkpoints
-
-    found = complete_checkpoints(Path(job["output_dir"]))
-    if job["kind"] == "reward_model":
-        accuracy = {e["step"]: e["eval_accuracy"] for e in result["log_history"] if "eval_accuracy" in e}
-        return [{"step": s, "pairwise_accuracy": accuracy.get(s), "path": str(p)} for s, p in found]
-    verifier = verifier_for(ctx.plan) if prompts else None
-    rows = []
-    with ctx.progress("scoring checkpoints", total=len(found), unit="checkpoints") as advance:
-        for step, folder in found:
-            model = materialize(folder, ctx.dir / "eval-model", job["lora"], False) if job["lora"] else folder
-            score = pass_rate(ctx, model, prompts, refs, verifier) if prompts else None
-            rows.append({"step": step, "eval_pass@1": score, "path": str(folder)})
-            advance(1)
-    shutil.rmtree(ctx.dir / "eval-model", ignore_errors=True)
-    return rows
-
-
-def choose(rows: list[dict[str, Any]], key: str) -> dict[str, Any]:
-    """The best-scoring checkpoint; ties (and no scores at all) go to the later one."""
-    return max(rows, key=lambda r: (r[key] if r[key] is not None else -1.0, r["step"]))
-
-
 # ---- the stage ----
 
 
-def run(ctx: Any) -> Any:
+def run(ctx: StageContext) -> StageResult:
     """Train the stage's kind on its data, choose the best checkpoint, save it as ``model/``."""
-    from advisor.runner import StageResult
-    from pipelines.sampling import quiet_libraries
-
     quiet_libraries()
     opts = ctx.stage
     compute = ctx.plan.compute
     if opts.kind == "psft" and compute.num_processes > 1 and compute.distributed == "fsdp":
         raise InputError("compute.distributed: psft keeps a full copy of the old policy, which fsdp cannot; use ddp")
-    source = current_policy(ctx)
+    source = ctx.policy
     local = ctx.resolve(source)
     policy = str(local) if local.exists() else source
     lora, parameters = use_lora(opts.lora, policy)
@@ -448,7 +336,8 @@ def run(ctx: Any) -> Any:
 
     key = "pairwise_accuracy" if opts.kind == "reward_model" else "eval_pass@1"
     prompts, refs, eval_source = eval_set(ctx) if key == "eval_pass@1" else ([], [], None)
-    rows = score_checkpoints(ctx, job, result, prompts, refs)
+    verifier = verifier_for(ctx.plan) if prompts else None
+    rows = score_checkpoints(ctx, job, result, prompts, refs, verifier, eval_max_new_tokens(ctx))
     if not rows:
         raise StageFailed(f"{opts.kind}: training saved no checkpoint in {job['output_dir']}")
     best = choose(rows, key)

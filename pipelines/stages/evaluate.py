@@ -18,16 +18,10 @@ from typing import Any
 
 from advisor.errors import StageFailed
 from pipelines.artifacts import read_jsonl, write_jsonl
+from pipelines.context import StageContext, StageResult
 from pipelines.data import load_rows, render_prompts
-from pipelines.probe import probe_metrics
-from pipelines.sampling import (
-    current_policy,
-    generator_for,
-    per_prompt_counts,
-    probe_settings,
-    sample_and_verify,
-    verifier_for,
-)
+from pipelines.sampling import generator_for, per_prompt_counts, sample_and_verify, verifier_for
+from pipelines.stages.probe import probe_metrics
 from pipelines.stats import paired_difference
 
 
@@ -35,14 +29,15 @@ def rates(rows: list[dict[str, Any]], num_prompts: int) -> list[float]:
     return [c / n if n else 0.0 for n, c in per_prompt_counts(rows, num_prompts)]
 
 
-def measure(ctx: Any, model: str, rows: list[dict[str, Any]], probe: Any, style: str, folder: str, label: str):
-    plan = ctx.plan
+def measure(ctx: StageContext, verifier: Any, model: str, rows: list[dict[str, Any]], folder: str, label: str):
+    plan, settings = ctx.plan, ctx.prompts
+    probe = settings.probe
     prompts = render_prompts(
-        rows, plan.data.prompt_field, style, plan.task.kind, plan.models.chat, probe.prompt_template
+        rows, plan.data.prompt_field, settings.style, plan.task.kind, plan.models.chat, settings.template
     )
     refs = [r.get(plan.data.answer_field) for r in rows]
     samples = sample_and_verify(
-        ctx, generator_for(ctx, model), verifier_for(plan), prompts, refs, ctx.dir / folder, probe.samples, probe, label
+        ctx, generator_for(ctx, model), verifier, prompts, refs, ctx.dir / folder, probe.samples, probe, label
     )
     return samples, probe_metrics(samples, len(rows), probe.samples, probe.gate)
 
@@ -52,15 +47,14 @@ def compare(before: list[float], after: list[float]) -> dict[str, Any]:
     return {"mean": mean, "ci95": [lo, hi], "prompts": len(before)}
 
 
-def run(ctx: Any) -> Any:
-    from advisor.runner import StageResult
-
+def run(ctx: StageContext) -> StageResult:
     plan = ctx.plan
-    probe, style = probe_settings(ctx)
+    probe, style = ctx.prompts.probe, ctx.prompts.style
     probe_dir = ctx.earlier("probe")
     if probe is None or probe_dir is None:
         raise StageFailed("evaluate re-probes with the probe's settings: the plan needs a finished probe stage")
-    trained = current_policy(ctx)
+    verifier = verifier_for(plan)
+    trained = ctx.policy
     if trained == plan.models.base:
         raise StageFailed("evaluate needs a model trained by an earlier stage (sft, psft, dpo, grpo or rloo)")
 
@@ -74,7 +68,7 @@ def run(ctx: Any) -> Any:
     )
     before_samples = [r for r in read_jsonl(probe_dir / "samples.jsonl") if r.get("style", style) == style]
     before = probe_metrics(before_samples, len(rows), probe.samples, probe.gate)
-    after_samples, after = measure(ctx, trained, rows, probe, style, "shards", "evaluate")
+    after_samples, after = measure(ctx, verifier, trained, rows, "shards", "evaluate")
     diff = compare(rates(before_samples, len(rows)), rates(after_samples, len(rows)))
     metrics: dict[str, Any] = {
         "model": trained,
@@ -88,10 +82,8 @@ def run(ctx: Any) -> Any:
     }
     if plan.data.ood_eval:
         ood_rows = load_rows(plan.data.ood_eval, ctx.plan_dir, fields=(plan.data.prompt_field,), label="data.ood_eval")
-        ood_before_samples, ood_before = measure(
-            ctx, plan.models.base, ood_rows, probe, style, "ood-base", "ood (base)"
-        )
-        ood_after_samples, ood_after = measure(ctx, trained, ood_rows, probe, style, "ood-trained", "ood (trained)")
+        ood_before_samples, ood_before = measure(ctx, verifier, plan.models.base, ood_rows, "ood-base", "ood (base)")
+        ood_after_samples, ood_after = measure(ctx, verifier, trained, ood_rows, "ood-trained", "ood (trained)")
         metrics["ood"] = {
             "before": ood_before,
             "after": ood_after,

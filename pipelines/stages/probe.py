@@ -21,12 +21,13 @@ from typing import Any
 
 from advisor.flowchart import COT_GAIN
 from pipelines.artifacts import write_jsonl
+from pipelines.context import StageContext, StageResult
 from pipelines.data import load_rows, render_prompts
 from pipelines.sampling import generator_for, per_prompt_counts, sample_and_verify, verifier_for
 from pipelines.stats import histogram, ks_for, mean_pass_at_k, no_signal_probability, wilson
 
 
-def load_prompts(ctx: Any) -> list[dict[str, Any]]:
+def load_prompts(ctx: StageContext) -> list[dict[str, Any]]:
     plan, opts = ctx.plan, ctx.stage
     source = plan.data.eval or plan.data.train
     label = "data.eval" if plan.data.eval else "data.train"
@@ -95,7 +96,9 @@ def describe(m: dict[str, Any], gate: float, samples: int) -> list[str]:
     ]
 
 
-def probe_style(ctx: Any, generator: Any, verifier: Any, rows: list[dict[str, Any]], style: str) -> dict[str, Any]:
+def probe_style(
+    ctx: StageContext, generator: Any, verifier: Any, rows: list[dict[str, Any]], style: str
+) -> dict[str, Any]:
     plan, opts = ctx.plan, ctx.stage
     prompts = render_prompts(
         rows, plan.data.prompt_field, style, plan.task.kind, plan.models.chat, inline=opts.prompt_template
@@ -116,13 +119,11 @@ def probe_style(ctx: Any, generator: Any, verifier: Any, rows: list[dict[str, An
     return {"rows": samples, "metrics": probe_metrics(samples, len(rows), opts.samples, opts.gate)}
 
 
-def run(ctx: Any) -> Any:
-    from advisor.runner import StageResult
-
+def run(ctx: StageContext) -> StageResult:
     plan, opts = ctx.plan, ctx.stage
+    verifier = verifier_for(plan)
     rows = load_prompts(ctx)
     generator = generator_for(ctx, plan.models.base)
-    verifier = verifier_for(plan)
     styles = ["direct", "cot"] if opts.prompt_style == "compare" else [opts.prompt_style]
     results = {style: probe_style(ctx, generator, verifier, rows, style) for style in styles}
 

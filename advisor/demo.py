@@ -30,6 +30,7 @@ from typing import Any
 
 import yaml
 
+from advisor.planner import print_explanation
 from pipelines.artifacts import read_json, sha256_json, write_json, write_text
 
 
@@ -59,7 +60,7 @@ def _pairs(rows: list[dict[str, str]]) -> list[tuple[str, str]]:
 
 def make_data(cfg: DemoConfig) -> dict[str, list[dict[str, str]]]:
     """Disjoint pre-training, pipeline-training and held-out eval problems."""
-    from pipelines.tinymodel import addition_task
+    from pipelines.testing.tinymodel import addition_task
 
     sizes = {"eval": cfg.eval_prompts, "validation": cfg.validation_prompts, "train": cfg.train_prompts}
     pool = addition_task(cfg.pretrain_rows + 3 * sum(sizes.values()), seed=cfg.seed)
@@ -78,7 +79,7 @@ def build_models(
 ) -> dict[str, Path]:
     """Train (or load from ``cache``) the student, weak student, teacher and judge (or just ``names``)."""
     from pipelines.sampling import quiet_libraries
-    from pipelines.tinymodel import train_char_model
+    from pipelines.testing.tinymodel import train_char_model
 
     quiet_libraries()
     key = sha256_json(asdict(cfg))[:12]
@@ -184,9 +185,7 @@ def run_demo(
 
     console.rule("2. plan (the flowchart, answered without a terminal)")
     plan_data = demo_plan(models, cfg, "weak-student" if gate_fail else "student")
-    from advisor.cli import _print_explanation
-
-    _print_explanation(Plan.model_validate(plan_data))
+    print_explanation(Plan.model_validate(plan_data))
 
     console.rule("3. pipeline")
     result = run_and_read(plan_data, out / "plan.yaml", out / "runs" / "demo", console)

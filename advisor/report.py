@@ -17,13 +17,12 @@ hostile: the HTML template escapes every value, SVG text is escaped here, images
 
 Usage::
 
-    from pipelines.report import write_report
+    from advisor.report import write_report
     html_path, md_path = write_report(plan, Path("runs/gsm-mini"))
 """
 
 from __future__ import annotations
 
-import base64
 import html
 import json
 import math
@@ -32,8 +31,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from advisor.charts import Plot, as_interval, as_number, bar_chart, line_chart
 from advisor.render import answer_text, render
 from pipelines.artifacts import write_text
+from pipelines.stages import TRAIN_KINDS
 
 #: Rows per sample table (accepted, rejected), at most one per prompt while prompts last.
 SAMPLE_ROWS = 10
@@ -41,7 +42,6 @@ SAMPLE_ROWS = 10
 TEXT_LIMIT = 600
 #: log_history keys drawn as curves, one chart each.
 CURVE_KEYS = ("loss", "reward", "kl")
-TRAIN_KINDS = ("sft", "psft", "dpo", "grpo", "rloo", "reward_model")
 #: Metrics that get their own table or plot instead of key/value rows.
 SPECIAL_KEYS = {
     "log_history",
@@ -62,14 +62,6 @@ class Table:
     title: str
     columns: list[str]
     rows: list[list[str]]
-
-
-@dataclass
-class Plot:
-    title: str
-    uri: str
-    width: int
-    height: int
 
 
 @dataclass
@@ -110,11 +102,11 @@ def fmt(key: str, value: Any) -> str:
 
 
 def pct(value: Any) -> str:
-    return f"{value:.1%}" if _number(value) is not None else "—"
+    return f"{value:.1%}" if as_number(value) is not None else "—"
 
 
 def interval(ci: Any, signed: bool = False) -> str:
-    ci = _ci(ci)
+    ci = as_interval(ci)
     return (f"{ci[0]:+.1%} to {ci[1]:+.1%}" if signed else f"{ci[0]:.1%} to {ci[1]:.1%}") if ci else ""
 
 
@@ -143,140 +135,8 @@ def flatten(metrics: dict[str, Any], prefix: str = "") -> list[list[str]]:
     return rows
 
 
-# ---- SVG charts ----
-
-PALETTE = ("#4c78a8", "#f58518", "#54a24b", "#b279a2", "#e45756", "#72b7b2")
-WIDTH, HEIGHT = 560, 260
-LEFT, RIGHT, TOP, BOTTOM = 58, 16, 48, 34
-XML_INVALID = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f]")
-
-
-def _ticks(lo: float, hi: float, count: int = 5) -> list[float]:
-    if hi - lo < 1e-12:
-        lo, hi = lo - (abs(lo) * 0.1 or 0.5), hi + (abs(hi) * 0.1 or 0.5)
-    raw = (hi - lo) / count
-    mag = 10 ** math.floor(math.log10(raw))
-    step = next(m * mag for m in (1, 2, 2.5, 5, 10) if m * mag >= raw * 0.999)
-    start, end = math.floor(lo / step + 1e-9) * step, math.ceil(hi / step - 1e-9) * step
-    return [start + i * step for i in range(round((end - start) / step) + 1)]
-
-
-def _text(x: float, y: float, s: str, anchor: str = "middle", size: int = 11, extra: str = "") -> str:
-    s = html.escape(XML_INVALID.sub("", s))  # a control character would make the whole SVG unreadable
-    return f'<text x="{x:.1f}" y="{y:.1f}" text-anchor="{anchor}" font-size="{size}" {extra}>{s}</text>'
-
-
-def _frame(title: str, names: list[str], yticks: list[float], percent: bool) -> tuple[list[str], Any]:
-    """Title, legend, y grid and labels; returns the elements and a value-to-pixel function."""
-    y0, y1 = yticks[0], yticks[-1]
-    bottom = HEIGHT - BOTTOM
-
-    def ypx(v: float) -> float:
-        return bottom - (v - y0) / (y1 - y0) * (bottom - TOP)
-
-    out = [_text(WIDTH / 2, 18, title, size=13, extra='font-weight="bold"')]
-    x = LEFT
-    for i, name in enumerate(names):
-        out.append(f'<rect x="{x}" y="28" width="10" height="10" fill="{PALETTE[i % len(PALETTE)]}"/>')
-        out.append(_text(x + 14, 37, name, anchor="start"))
-        x += 24 + 6.5 * len(name)
-    for t in yticks:
-        out.append(f'<line x1="{LEFT}" x2="{WIDTH - RIGHT}" y1="{ypx(t):.1f}" y2="{ypx(t):.1f}" stroke="#ddd"/>')
-        out.append(_text(LEFT - 6, ypx(t) + 4, f"{t:.0%}" if percent else f"{t:.3g}", anchor="end", size=10))
-    out.append(f'<line x1="{LEFT}" x2="{LEFT}" y1="{TOP}" y2="{bottom}" stroke="#444"/>')
-    out.append(f'<line x1="{LEFT}" x2="{WIDTH - RIGHT}" y1="{bottom}" y2="{bottom}" stroke="#444"/>')
-    return out, ypx
-
-
-def _plot(title: str, body: list[str]) -> Plot:
-    svg = (
-        f'<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{HEIGHT}" '
-        f'viewBox="0 0 {WIDTH} {HEIGHT}" font-family="sans-serif">'
-        f'<rect width="100%" height="100%" fill="white"/>{"".join(body)}</svg>'
-    )
-    uri = "data:image/svg+xml;base64," + base64.b64encode(svg.encode()).decode()
-    return Plot(title, uri, WIDTH, HEIGHT)
-
-
-def bar_chart(
-    title: str,
-    categories: list[str],
-    series: dict[str, list[float | None]],
-    errors: dict[str, list[Any]] | None = None,
-    top: float | None = None,
-    gate: float | None = None,
-) -> Plot:
-    """Grouped bars in percent, one group per category, optional (lo, hi) error bars and a gate line."""
-    errors = {name: [_ci(e) for e in es] for name, es in (errors or {}).items()}
-    values = [v for vs in series.values() for v in vs if v is not None]
-    highs = [e[1] for es in errors.values() for e in es if e]
-    yticks = _ticks(0.0, top if top is not None else max(values + highs + [0.01]))
-    out, ypx = _frame(title, list(series), yticks, percent=True)
-    group = (WIDTH - LEFT - RIGHT) / len(categories)
-    bar = min(group * 0.8 / len(series), 90)
-    if gate is not None:
-        out.append(f'<line x1="{LEFT}" x2="{WIDTH - RIGHT}" y1="{ypx(gate):.1f}" y2="{ypx(gate):.1f}" ')
-        out[-1] += 'stroke="#e45756" stroke-dasharray="4 3"/>'
-        out.append(
-            _text(WIDTH - RIGHT, ypx(gate) - 4, f"gate {gate:.0%}", anchor="end", size=10, extra='fill="#e45756"')
-        )
-    for c, category in enumerate(categories):
-        gx = LEFT + c * group + (group - bar * len(series)) / 2 - group * 0.1
-        out.append(_text(LEFT + (c + 0.5) * group, HEIGHT - BOTTOM + 16, category, size=10))
-        for s, (name, vs) in enumerate(series.items()):
-            v = vs[c]
-            if v is None:
-                continue
-            x = gx + group * 0.1 + s * bar
-            color = PALETTE[s % len(PALETTE)]
-            out.append(f'<rect x="{x:.1f}" y="{ypx(v):.1f}" width="{bar * 0.92:.1f}" ')
-            out[-1] += f'height="{max(ypx(0) - ypx(v), 0):.1f}" fill="{color}"/>'
-            e = (errors.get(name) or [None] * len(categories))[c]
-            if e:
-                mid = x + bar * 0.46
-                out.append(f'<path d="M{mid:.1f},{ypx(e[0]):.1f}V{ypx(e[1]):.1f}M{mid - 4:.1f},{ypx(e[0]):.1f}')
-                out[-1] += f'h8M{mid - 4:.1f},{ypx(e[1]):.1f}h8" stroke="#222" fill="none"/>'
-            if len(categories) * len(series) <= 12:
-                out.append(_text(x + bar * 0.46, min(ypx(v), ypx(e[1]) if e else ypx(v)) - 4, f"{v:.0%}", size=10))
-    return _plot(title, out)
-
-
-def line_chart(
-    title: str, series: dict[str, list[tuple[float, float]]], percent: bool = False, mark: float | None = None
-) -> Plot:
-    """Lines over steps; ``mark`` draws a dashed vertical line (the chosen checkpoint)."""
-    xs = [x for pts in series.values() for x, _ in pts]
-    ys = [y for pts in series.values() for _, y in pts]
-    xticks = _ticks(min(xs), max(xs))
-    yticks = _ticks(0.0, max(max(ys), 0.01)) if percent else _ticks(min(ys), max(ys))
-    out, ypx = _frame(title, list(series), yticks, percent)
-    x0, x1 = xticks[0], xticks[-1]
-
-    def xpx(v: float) -> float:
-        return LEFT + (v - x0) / (x1 - x0) * (WIDTH - LEFT - RIGHT)
-
-    for t in xticks:
-        out.append(_text(xpx(t), HEIGHT - BOTTOM + 16, f"{t:g}", size=10))
-    out.append(_text(WIDTH - RIGHT, HEIGHT - 4, "step", anchor="end", size=10))
-    if mark is not None:
-        out.append(f'<line x1="{xpx(mark):.1f}" x2="{xpx(mark):.1f}" y1="{TOP}" y2="{HEIGHT - BOTTOM}" ')
-        out[-1] += 'stroke="#e45756" stroke-dasharray="4 3"/>'
-        out.append(_text(xpx(mark) + 4, TOP + 10, "chosen", anchor="start", size=10, extra='fill="#e45756"'))
-    for i, pts in enumerate(series.values()):
-        color = PALETTE[i % len(PALETTE)]
-        path = " ".join(f"{xpx(x):.1f},{ypx(y):.1f}" for x, y in pts)
-        out.append(f'<polyline points="{path}" fill="none" stroke="{color}" stroke-width="1.8"/>')
-        if len(pts) <= 40:
-            out += [f'<circle cx="{xpx(x):.1f}" cy="{ypx(y):.1f}" r="2.5" fill="{color}"/>' for x, y in pts]
-    return _plot(title, out)
-
-
-def _number(v: Any) -> float | None:
-    return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) else None
-
-
 def _points(rows: list[dict[str, Any]], key: str, x_key: str = "step") -> list[tuple[float, float]]:
-    pts = [(_number(r.get(x_key)), _number(r.get(key))) for r in rows if isinstance(r, dict)]
+    pts = [(as_number(r.get(x_key)), as_number(r.get(key))) for r in rows if isinstance(r, dict)]
     return [(x, y) for x, y in pts if x is not None and y is not None]
 
 
@@ -298,12 +158,6 @@ def _d(value: Any) -> dict[str, Any]:
 
 def _rows(value: Any) -> list[dict[str, Any]]:
     return [r for r in value if isinstance(r, dict)] if isinstance(value, list) else []
-
-
-def _ci(value: Any) -> tuple[float, float] | None:
-    if isinstance(value, (list, tuple)) and len(value) == 2 and all(_number(v) is not None for v in value):
-        return float(value[0]), float(value[1])
-    return None
 
 
 def read_stages(plan: Any, run_dir: Path) -> list[StageView]:
@@ -428,13 +282,13 @@ def train_section(view: StageView) -> None:
     checkpoints = _rows(m.get("checkpoints"))
     chosen = m.get("chosen_checkpoint")
     digits = re.search(r"(\d+)$", chosen) if isinstance(chosen, str) else None
-    chosen_step = float(digits.group(1)) if digits else _number(chosen)
+    chosen_step = float(digits.group(1)) if digits else as_number(chosen)
     if checkpoints:
         # a reward model's checkpoints are scored by pairwise accuracy on held-out pairs
         key = "pairwise_accuracy" if any("pairwise_accuracy" in c for c in checkpoints) else "eval_pass@1"
         label = key.replace("_", " ")
         cells = [
-            [str(c.get("step")), pct(c.get(key)), "yes" if _number(c.get("step")) == chosen_step else ""]
+            [str(c.get("step")), pct(c.get(key)), "yes" if as_number(c.get("step")) == chosen_step else ""]
             for c in checkpoints
         ]
         view.tables.append(Table("checkpoints", ["step", label, "chosen"], cells))
@@ -449,8 +303,8 @@ def evaluate_section(view: StageView) -> None:
 
     def row(label: str, before: Any, after: Any, diff: Any) -> None:
         before, after, diff = _d(before), _d(after), _d(diff)
-        change = _number(diff.get("mean"))
-        if change is None and None not in (_number(after.get("pass@1")), _number(before.get("pass@1"))):
+        change = as_number(diff.get("mean"))
+        if change is None and None not in (as_number(after.get("pass@1")), as_number(before.get("pass@1"))):
             change = after["pass@1"] - before["pass@1"]
         ci = interval(diff.get("ci95"), signed=True)
         rows.append(
@@ -497,19 +351,19 @@ def overview_plots(views: list[StageView]) -> list[Plot]:
         errors: dict[str, list] = {"before": [], "after": []}
         for _, data in splits:
             for side in ("before", "after"):
-                series[side].append(_number(_d(data.get(side)).get("pass@1")))
+                series[side].append(as_number(_d(data.get(side)).get("pass@1")))
                 errors[side].append(_d(data.get(side)).get("pass@1_ci95"))
         if _d(ev.get("control")):
             label = str(ev["control"].get("label", "control"))
             after = _d(ev["control"].get("after"))
-            series[label] = [_number(after.get("pass@1"))] + [None] * (len(splits) - 1)
+            series[label] = [as_number(after.get("pass@1"))] + [None] * (len(splits) - 1)
             errors[label] = [after.get("pass@1_ci95")] + [None] * (len(splits) - 1)
         plots.append(bar_chart("pass@1 before and after training", [s for s, _ in splits], series, errors, top=1.0))
-    elif probe and _number(probe.get("pass@1")) is not None:
+    elif probe and as_number(probe.get("pass@1")) is not None:
         styles = {k: _d(v) for k, v in _d(probe.get("compare")).items()} or {probe.get("style", "probe"): probe}
-        series = {"base model": [_number(s.get("pass@1")) for s in styles.values()]}
+        series = {"base model": [as_number(s.get("pass@1")) for s in styles.values()]}
         errors = {"base model": [s.get("pass@1_ci95") for s in styles.values()]}
-        gate = _number(probe.get("gate"))
+        gate = as_number(probe.get("gate"))
         title = "pass@1 of the base model (probe)"
         plots.append(bar_chart(title, [str(k) for k in styles], series, errors, top=1.0, gate=gate))
     hists = {}
@@ -521,7 +375,7 @@ def overview_plots(views: list[StageView]) -> list[Plot]:
         shares = {
             k: [n / max(sum(h), 1) for n in h]
             for k, h in hists.items()
-            if isinstance(h, list) and len(h) == len(BIN_LABELS) and all(_number(n) is not None for n in h)
+            if isinstance(h, list) and len(h) == len(BIN_LABELS) and all(as_number(n) is not None for n in h)
         }
         if shares:
             title = "per-prompt difficulty: share of prompts by pass rate"
@@ -537,8 +391,8 @@ def headline(views: list[StageView]) -> str:
     if ev and _d(ev.get("before")) and _d(ev.get("after")):
         diff = _d(ev.get("difference"))
         text = f"pass@1 {pct(ev['before'].get('pass@1'))} before, {pct(ev['after'].get('pass@1'))} after training"
-        ci = _ci(diff.get("ci95"))
-        if _number(diff.get("mean")) is not None and ci:
+        ci = as_interval(diff.get("ci95"))
+        if as_number(diff.get("mean")) is not None and ci:
             verdict = (
                 "the interval excludes 0" if ci[0] > 0 or ci[1] < 0 else "the interval includes 0: no clear change"
             )

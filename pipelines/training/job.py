@@ -1,9 +1,9 @@
 """One training job: build the TRL trainer for a stage kind, train, save checkpoints.
 
-A *job* is a plain JSON-able dict that :mod:`pipelines.train` writes from the plan
+A *job* is a plain JSON-able dict that :mod:`pipelines.stages.train` writes from the plan
 (``job.json`` in the stage folder). :func:`run_job` needs nothing else, so the same
 code trains in the stage's own process or, under ``torchrun`` / ``accelerate
-launch``, once per rank (:mod:`pipelines.train_launch`). The fields:
+launch``, once per rank (:mod:`pipelines.training.launch`). The fields:
 
 ==================  ==============================================================
 ``kind``            ``sft``, ``psft``, ``dpo``, ``grpo``, ``rloo``, ``reward_model``
@@ -143,7 +143,7 @@ def load_dataset_file(path: str | None) -> Any:
 def build_sft(job: dict[str, Any], args: dict[str, Any], callbacks: list[Any]) -> Any:
     from trl import SFTConfig, SFTTrainer
 
-    from pipelines.train_losses import psft_trainer_class
+    from pipelines.training.losses import psft_trainer_class
 
     o = job["options"]
     # completion_only_loss: prompt tokens are context, only the answer is scored

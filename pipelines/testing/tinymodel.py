@@ -27,7 +27,7 @@ How text becomes tokens, the contract the generation backends rely on:
 * a model stops by emitting ``<eos>``; training appends it after every answer.
 
 Example:
-    >>> from pipelines.tinymodel import addition_task, train_char_model
+    >>> from pipelines.testing.tinymodel import addition_task, train_char_model
     >>> rows = addition_task(2000, seed=0)
     >>> rows[0]  # doctest: +SKIP
     {'prompt': '49+97=', 'answer': '146'}

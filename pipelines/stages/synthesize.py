@@ -24,13 +24,17 @@ Run alone: ``advisor run plan.yaml --only synthesize``.
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 from pipelines import curation
 from pipelines.artifacts import write_jsonl
+from pipelines.contamination import contamination_report, decontaminate
+from pipelines.context import StageContext, StageResult
 from pipelines.data import load_rows, render_prompts
-from pipelines.judging import VERIFIER, aggregate, agreement_report, judge_pairs, provenance, verifier_label
-from pipelines.sampling import generator_for, probe_settings, sample_and_verify, verifier_for
+from pipelines.judging import VERIFIER, aggregate, agreement_report, judge_pairs, provenance
+from pipelines.labels import Label, verifier_label
+from pipelines.sampling import generator_for, sample_and_verify, verifier_for
 
 
 class PlainPrompts:
@@ -44,7 +48,7 @@ class PlainPrompts:
         return self.generator.generate(texts, **kwargs)
 
 
-def load_prompts(ctx: Any) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+def load_prompts(ctx: StageContext) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """Training rows split into (needs a teacher solution, already has a gold solution)."""
     plan = ctx.plan
     rows = load_rows(plan.data.train, ctx.plan_dir, fields=(plan.data.prompt_field,), label="data.train")
@@ -54,7 +58,7 @@ def load_prompts(ctx: Any) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     return todo, gold
 
 
-def new_prompts(ctx: Any, teacher: Any, seeds: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def new_prompts(ctx: StageContext, teacher: Any, seeds: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Ask the teacher for ``new_prompts`` more questions in the style of the seeds (no answers)."""
     from advisor.render import render
 
@@ -82,7 +86,9 @@ def new_prompts(ctx: Any, teacher: Any, seeds: list[dict[str, Any]]) -> list[dic
     return [r for r in kept if r.get("synthetic_prompt")]
 
 
-def judge(ctx: Any, candidates: list[dict[str, Any]], prompts: list[Any], verifier: Any) -> list[dict[str, Any]]:
+def judge(
+    ctx: StageContext, candidates: list[dict[str, Any]], prompts: list[Any], verifier: Any
+) -> list[dict[str, Any]]:
     """Every judge's label for every candidate, plus the verifier's when the task is verifiable."""
     plan, opts = ctx.plan, ctx.stage
     judges = {}
@@ -124,7 +130,6 @@ def solve_and_compare(generator: Any, candidates: list[dict[str, Any]], prompts:
     The judge's answer stands in for a reference, so a judge that cannot solve a
     question votes fail on it: panel agreement (kappa) shows how far to trust it.
     """
-    from pipelines.judging import Label
 
     asked = sorted({c["prompt_index"] for c in candidates})
     outputs = generator.generate(
@@ -145,35 +150,37 @@ def solve_and_compare(generator: Any, candidates: list[dict[str, Any]], prompts:
     ]
 
 
-def curate(ctx: Any, kept: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[dict[str, Any]], dict[str, Any]]:
+def curate(
+    ctx: StageContext, kept: list[dict[str, Any]]
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]], dict[str, Any]]:
     plan = ctx.plan
-    logs = []
-    rows, log = curation.remove_sensitive(kept, keys=("prompt_text", "completion"))
-    logs.append(log)
-    rows, log = curation.filter_length(rows, "completion", min_chars=1, max_chars=20_000)
-    logs.append(log)
-    rows, log = curation.dedupe_exact(rows, "dedupe_key")
-    logs.append(log)
-    style = curation.style_report([r["completion"] for r in rows])
-    contamination: dict[str, Any] = {}
+    steps = [
+        partial(curation.remove_sensitive, keys=("prompt_text", "completion")),
+        partial(curation.filter_length, key="completion", min_chars=1, max_chars=20_000),
+        partial(curation.dedupe_exact, key="dedupe_key"),
+    ]
+    eval_rows = []
     if plan.data.eval:
         eval_rows = load_rows(plan.data.eval, ctx.plan_dir, fields=(plan.data.prompt_field,), label="data.eval")
-        contamination = curation.contamination(rows, eval_rows, "prompt_text", plan.data.prompt_field)
+        # teacher-written prompts that copy an eval item would inflate the gain evaluate reports
+        steps.append(partial(decontaminate, eval_rows=eval_rows, key="prompt_text", key_eval=plan.data.prompt_field))
+    rows, logs = curation.run_pipeline(kept, steps)
+    style = curation.style_report([r["completion"] for r in rows])
+    contamination: dict[str, Any] = {}
+    if eval_rows:
+        contamination = contamination_report(rows, eval_rows, "prompt_text", plan.data.prompt_field)
     return rows, [entry.to_dict() for entry in logs], {"style": style, "contamination": contamination}
 
 
-def run(ctx: Any) -> Any:
-    from advisor.runner import StageResult
-
+def run(ctx: StageContext) -> StageResult:
     plan, opts = ctx.plan, ctx.stage
+    style, template = ctx.prompts.style, ctx.prompts.template
+    verifier = verifier_for(plan)
     todo, gold = load_prompts(ctx)
     teacher = generator_for(ctx, plan.models.teacher)
     todo = todo + new_prompts(ctx, teacher, todo + gold)
-    probe, style = probe_settings(ctx)
-    template = opts.prompt_template or getattr(probe, "prompt_template", None)
     prompts = render_prompts(todo, plan.data.prompt_field, style, plan.task.kind, plan.models.chat, template)
     refs = [r.get(plan.data.answer_field) for r in todo]
-    verifier = verifier_for(plan)
     samples = sample_and_verify(
         ctx, teacher, verifier, prompts, refs, ctx.dir / "shards", opts.samples, opts, label="teacher"
     )
