@@ -21,10 +21,16 @@ What lives where:
 - ``game24``: the 24 game. ``format``: think/answer, regex, length, overlong and
   exact-match checks. ``schema``: JSON answers, with the project's own JSON
   Schema checker.
+- ``judge``: a generative judge model with a jinja2 rubric, pointwise or pairwise
+  (both orders), for replies no rule can check; handed its model as a generator.
+  ``reward_model``: a trained sequence classifier, thresholded and normalised by
+  its held-out scores. ``labels``: reading judge replies (shared with the
+  pipeline's judge panel).
 
 Imports go one way: this package imports nothing else of the project (the
-standard library; sympy inside the math workers; transformers only for an
-``OverlongPenalty`` counting tokens by tokenizer name), so pipelines and the
+standard library; sympy inside the math workers; jinja2 for judge rubrics;
+transformers only for an ``OverlongPenalty`` counting tokens by tokenizer name and
+inside the reward model), so pipelines and the
 app build on it, never the reverse.
 """
 
@@ -46,6 +52,8 @@ _LAZY = {
     "LengthVerifier": "verifiers.format",
     "OverlongPenalty": "verifiers.format",
     "ExactMatchVerifier": "verifiers.format",
+    "JudgeVerifier": "verifiers.judge",
+    "RewardModelVerifier": "verifiers.reward_model",
 }
 
 __all__ = [

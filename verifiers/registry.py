@@ -22,6 +22,8 @@ REGISTRY: dict[str, str] = {
     "length": "verifiers.format:LengthVerifier",
     "overlong": "verifiers.format:OverlongPenalty",
     "exact": "verifiers.format:ExactMatchVerifier",
+    "judge": "verifiers.judge:JudgeVerifier",
+    "reward_model": "verifiers.reward_model:RewardModelVerifier",
 }
 
 
@@ -66,8 +68,9 @@ def option_problems(name: str, options: Any = None, build: bool = True) -> list[
     >>> option_problems("math", {"bogus": 1, "timeout_s": "3"})  # doctest: +NORMALIZE_WHITESPACE
     ["verifier 'math': unknown option 'bogus'; accepted: timeout_s, fallback_last_number, memory_mb,
       max_workers, cache_size", "verifier 'math': option 'timeout_s' must be float, got str '3'"]
-    >>> option_problems("judge")
-    ["unknown verifier 'judge'; known: code, exact, game24, json, length, math, overlong, regex, think_answer"]
+    >>> option_problems("judges")  # doctest: +NORMALIZE_WHITESPACE
+    ["unknown verifier 'judges'; known: code, exact, game24, json, judge, length, math, overlong, regex,
+      reward_model, think_answer"]
     """
     try:
         cls = resolve(name)
