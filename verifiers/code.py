@@ -63,7 +63,8 @@ Isolation, as built by ``verifiers/_sandbox/worker.py`` (root on Linux; level ``
   types (``type(x) is int``, recursively through lists, tuples, sets and dicts)
   can be encoded, so an always-equal object or an ``int`` subclass fails rather
   than passes. In ``call`` mode the host compares (expected values never enter
-  the sandbox; floats within 1e-9 relative). In ``assert`` mode the tests run in
+  the sandbox; by exact type: an int matches only an int, floats within 1e-9
+  relative where the expected value is a float, NaN matches NaN). In ``assert`` mode the tests run in
   the worker's tests process (its own uid, outside the run's PID namespace),
   which never runs candidate code, so their builtins, ``unittest`` and
   ``operator`` are the ones captured before the program started, and names the
@@ -169,14 +170,28 @@ def parse_reference(reference: Any) -> dict:
 
 
 def same_value(got: Any, expected: Any) -> bool:
-    """Host-side equality on decoded plain data (JSON has no tuples: a tuple may match a list)."""
+    """Host-side equality on decoded plain data, by exact type.
+
+    An ``int`` expected value matches only an ``int`` (``1e12`` is not
+    ``10**12 + 7``, nor ``1000000006.0`` ``1000000007``); a ``float`` expected
+    value matches an ``int`` or ``float`` within 1e-9 relative (1e-12 absolute),
+    and NaN matches NaN; ``bool`` only ``bool``. Ints of any size compare
+    exactly, with no string conversion. JSON has no tuples: a tuple may match a
+    list.
+    """
     tg, te = type(got), type(expected)
     if tg is bool or te is bool:
         return tg is te and got == expected
-    if tg in (int, float) and te in (int, float):
-        if tg is float or te is float:
-            return got == expected or (math.isfinite(got) and math.isclose(got, expected, rel_tol=1e-9, abs_tol=1e-12))
-        return got == expected
+    if te is int:
+        return tg is int and got == expected
+    if te is float:
+        if tg is int:
+            got = float(got) if abs(got) < 2**1023 else math.inf
+        elif tg is not float:
+            return False
+        if math.isnan(expected) or math.isnan(got):
+            return math.isnan(expected) and math.isnan(got)
+        return got == expected or (math.isfinite(got) and math.isclose(got, expected, rel_tol=1e-9, abs_tol=1e-12))
     if te is list and tg in (list, tuple) or te is tuple and tg is tuple:
         return len(got) == len(expected) and all(same_value(g, e) for g, e in zip(got, expected, strict=False))
     if te is dict and tg is dict:
@@ -189,7 +204,12 @@ def normalize_output(text: str) -> str:
 
 
 def _short(value: Any, n: int = 80) -> str:
-    text = repr(value)
+    if type(value) is int and value.bit_length() > 256:  # repr of a huge int hits Python's digit limit
+        return f"<int of {value.bit_length()} bits>"
+    try:
+        text = repr(value)
+    except ValueError:  # a huge int inside a container
+        text = f"<{type(value).__name__} too large to show>"
     return text if len(text) <= n else text[: n - 3] + "..."
 
 

@@ -433,3 +433,14 @@ def shutdown() -> None:
         return
     for pool in list(_POOLS.values()):
         pool.close()
+
+
+def _after_fork_in_child() -> None:
+    """A forked child starts with no pools, and a lock no parent thread can be holding."""
+    global _POOLS_LOCK, _POOLS_PID
+    _POOLS_LOCK = threading.Lock()
+    _POOLS.clear()
+    _POOLS_PID = os.getpid()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)

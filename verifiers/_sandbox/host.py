@@ -210,6 +210,14 @@ class ZygoteWorker:
             self.close()
         return result if result is not None else {"internal_error": "the worker died"}
 
+    def forget(self) -> None:
+        """In a forked child: drop our copies of the pipes; the parent still owns the worker."""
+        for stream in (self.proc.stdin, self.proc.stdout):
+            with contextlib.suppress(OSError, ValueError):
+                stream.detach().close()  # the raw fd only: nothing buffered is flushed into the pipe
+        self.proc.returncode = 0  # Popen must never wait on, or signal, a process not ours
+        self.cgroups = None
+
     def close(self) -> None:
         try:
             self.proc.stdin.close()  # EOF: the zygote exits, and with it its namespaces
@@ -264,17 +272,36 @@ class SandboxPool:
         self.size, self.requested, self.recycle_after = size, isolation, recycle_after
         self.mode: str | None = None if isolation != "process" else "process"
         self.level = "process" if self.mode == "process" else None
+        self._lock: threading.Lock
+        self._slots: queue.LifoQueue
+        self._workers: list[ZygoteWorker | None]
+        self._closed = False
+        self._nproc = None
+        self._fresh_state()
+        _POOLS.add(self)
+
+    def _fresh_state(self) -> None:
+        """Locks, slots, workers and ids of this process (again in a forked child)."""
         self._lock = threading.Lock()
-        self._slots: queue.LifoQueue = queue.LifoQueue()
-        self._workers: list[ZygoteWorker | None] = [None] * size
-        for i in range(size):
+        self._slots = queue.LifoQueue()
+        self._workers = [None] * self.size
+        for i in range(self.size):
             self._slots.put(i)
         self._tag = f"advisor-{os.getpid()}-{id(self) & 0xFFFF:x}"
         base = 1_500_000_000 + (os.getpid() % 100_000) * 64 + (id(self) >> 4) % 8 * 8
-        self._uids = [[base + 2 * i, base + 2 * i + 1] for i in range(size)]
-        self._closed = False
-        self._nproc = None
-        _POOLS.add(self)
+        self._uids = [[base + 2 * i, base + 2 * i + 1] for i in range(self.size)]
+
+    def _after_fork_in_child(self) -> None:
+        """A forked child gets a pool of its own: the parent's workers are not its to use or close.
+
+        Its copies of their pipes are closed (so the parent's close still reaches
+        them), nothing is killed, and a lock or slot a parent thread held at the
+        fork is replaced, so the child never waits on it.
+        """
+        for worker in self._workers:
+            if worker is not None:
+                worker.forget()
+        self._fresh_state()
 
     def _worker(self, slot: int) -> ZygoteWorker | None:
         """The slot's warm worker, starting one (and settling the mode) when needed."""
@@ -319,7 +346,7 @@ class SandboxPool:
                 return run_in_process(job, wait_s, self._uids[slot], self._nproc), "process"
             result = worker.run(job, wait_s)
             level = worker.isolation
-            if worker.jobs >= self.recycle_after or not worker.alive():
+            if worker.jobs >= self.recycle_after or result.get("retire") or not worker.alive():
                 worker.close()
                 self._workers[slot] = None
             return result, level
@@ -338,3 +365,11 @@ class SandboxPool:
 def _close_all() -> None:
     for pool in list(_POOLS):
         pool.close()
+
+
+def _after_fork_in_child() -> None:
+    for pool in list(_POOLS):
+        pool._after_fork_in_child()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)

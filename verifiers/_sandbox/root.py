@@ -13,8 +13,8 @@ import os
 import platform
 import resource
 import select
-import shutil
 import signal
+import stat
 import time
 
 libc = ctypes.CDLL(None, use_errno=True)
@@ -25,6 +25,8 @@ MS_REMOUNT, MS_BIND, MS_REC, MS_PRIVATE = 32, 4096, 16384, 1 << 18
 MNT_DETACH = 2
 PR_SET_PDEATHSIG, PR_SET_DUMPABLE, PR_SET_CHILD_SUBREAPER, PR_SET_NO_NEW_PRIVS = 1, 4, 36, 38
 SYS_PIVOT_ROOT = {"x86_64": 155, "aarch64": 41}.get(platform.machine())
+SYS_KEYCTL = {"x86_64": 250, "aarch64": 219}.get(platform.machine())
+KEYCTL_JOIN_SESSION_KEYRING = 1
 MiB = 1 << 20
 
 
@@ -48,6 +50,16 @@ def prctl(option: int, value: int) -> None:
 
 def unshare(flags: int) -> None:
     _check(libc.unshare(flags), "unshare")
+
+
+def fresh_session_keyring() -> None:
+    """Join a new anonymous session keyring, so no key crosses from one run to the next."""
+    if SYS_KEYCTL is None:
+        raise OSError("keyctl: unknown syscall number on this machine")
+    ret = libc.syscall(SYS_KEYCTL, KEYCTL_JOIN_SESSION_KEYRING, None)
+    if ret < 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"keyctl: {os.strerror(err)}")
 
 
 # ----------------------------------------------------------------------------- filesystem
@@ -112,19 +124,69 @@ def build_root(cfg: dict) -> None:
     libc.sethostname(b"sandbox", 7)
 
 
-def wipe(paths: tuple[str, ...]) -> None:
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+def wipe(paths: tuple[str, ...]) -> bool:
+    """Empty each folder in ``paths``; True when every one is empty afterwards.
+
+    Iterative, one open folder at a time, and never by path: each folder met is
+    first renamed to the top (``renameat``), so a tree of any depth is removed
+    with a flat loop, no recursion and no path longer than one name. Whatever
+    cannot be removed makes the result False (the caller retires the worker).
+    """
+    clean = True
     for top in paths:
         try:
-            names = os.listdir(top)
+            top_fd = os.open(top, _DIR_FLAGS)
         except OSError:
             continue
-        for name in names:
-            path = os.path.join(top, name)
-            if os.path.isdir(path) and not os.path.islink(path):
-                shutil.rmtree(path, ignore_errors=True)
-            else:
-                with contextlib.suppress(OSError):
-                    os.unlink(path)
+        try:
+            _empty(top_fd)
+            clean = clean and not os.listdir(top_fd)
+        except OSError:
+            clean = False
+        finally:
+            os.close(top_fd)
+    return clean
+
+
+def _exists(name: str, dir_fd: int) -> bool:
+    try:
+        os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+    except FileNotFoundError:
+        return False
+    return True
+
+
+def _empty(top_fd: int) -> None:
+    todo = os.listdir(top_fd)  # names directly under the top folder, still to remove
+    serial = 0
+    while todo:
+        name = todo.pop()
+        try:
+            is_dir = stat.S_ISDIR(os.stat(name, dir_fd=top_fd, follow_symlinks=False).st_mode)
+        except FileNotFoundError:
+            continue
+        if not is_dir:
+            os.unlink(name, dir_fd=top_fd)
+            continue
+        fd = os.open(name, _DIR_FLAGS, dir_fd=top_fd)
+        try:
+            os.chmod(fd, 0o700)  # a folder the program made unreadable or unwritable
+            for entry in os.listdir(fd):
+                if stat.S_ISDIR(os.stat(entry, dir_fd=fd, follow_symlinks=False).st_mode):
+                    flat = f".wipe-{serial}"
+                    while _exists(flat, top_fd):
+                        serial += 1
+                        flat = f".wipe-{serial}"
+                    os.rename(entry, flat, src_dir_fd=fd, dst_dir_fd=top_fd)  # flatten: no depth
+                    todo.append(flat)
+                else:
+                    os.unlink(entry, dir_fd=fd)
+        finally:
+            os.close(fd)
+        os.rmdir(name, dir_fd=top_fd)  # empty now: its subfolders were moved to the top
 
 
 # ----------------------------------------------------------------------------- cgroups
@@ -206,8 +268,16 @@ def oom_adj(value: int) -> None:
             os.close(fd)
 
 
-def spawn(role, fds: list[int | None], uid: int | None, limits: dict, oom_score: int, cwd: str) -> int:
-    """Fork a child that remaps its fds, drops to ``uid`` with ``limits``, then runs ``role()``."""
+def spawn(
+    role, fds: list[int | None], uid: int | None, limits: dict, oom_score: int, cwd: str, fresh: bool = False
+) -> int:
+    """Fork a child that remaps its fds, drops to ``uid`` with ``limits``, then runs ``role()``.
+
+    With ``fresh`` (a candidate) the child gets an IPC namespace of its own when
+    it may (root): SysV shared memory, queues and semaphores die with the run
+    instead of surviving into the next one, charged to the worker's cgroup. It
+    also joins a new session keyring, so no key crosses from run to run.
+    """
     pid = os.fork()
     if pid:
         return pid
@@ -216,10 +286,14 @@ def spawn(role, fds: list[int | None], uid: int | None, limits: dict, oom_score:
         os.setsid()
         oom_adj(oom_score)
         os.chdir(cwd)
+        if fresh and os.getuid() == 0:
+            unshare(CLONE_NEWIPC)
         if uid is not None and os.getuid() == 0:
             os.setgroups([])
             os.setresgid(uid, uid, uid)
             os.setresuid(uid, uid, uid)
+        if fresh:
+            fresh_session_keyring()
         # no_new_privs and non-dumpable are inherited from the worker, which set them once.
         for res, value in limits.items():
             resource.setrlimit(res, (value, value))

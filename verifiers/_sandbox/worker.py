@@ -148,8 +148,8 @@ def supervise(
     uid_c, uid_t = cfg["uids"] if os.getuid() == 0 else (None, None)
     if pidns:  # /tmp and /dev/shm were wiped after the previous run
         workdir = "/tmp/work"
-        if os.path.lexists(workdir):
-            root.wipe(("/tmp", "/dev/shm"))
+        if os.path.lexists(workdir) and not root.wipe(("/tmp", "/dev/shm")):
+            raise RuntimeError("the work folder could not be cleaned")  # the host replaces this worker
         os.mkdir(workdir, 0o700)
     else:
         workdir = os.getcwd()
@@ -197,6 +197,7 @@ def supervise(
                 limits,
                 1000,
                 workdir,
+                fresh=True,
             )
             if mode == "assert" and tserver is None:
                 tests = root.spawn(
@@ -234,10 +235,16 @@ def supervise(
             root.exit_status(cand, block=True)  # ECHILD (None) when the pump already reaped it
         root.reap_all()
         close(*list(opened))
+        clean = True
         if pidns:
-            root.wipe(("/tmp", "/dev/shm"))
+            try:
+                clean = root.wipe(("/tmp", "/dev/shm"))
+            except Exception:
+                clean = False
     if tserver is not None and mode == "assert" and (facts["tests"] is None or facts["tests"].get("retire")):
         tserver.kill()  # late, dead or retiring: a fresh one serves the next run
+    if not clean:
+        facts["retire"] = True  # something survived the wipe: this worker serves no other run
     facts["oom"] = bool(cg and cg.oom_kills() > oom_before)
     facts["elapsed"] = round(time.monotonic() - t0, 4)
     return facts
@@ -368,8 +375,10 @@ def zygote_loop(ctl_in: int, ctl_out: int, cfg: dict, cg: root.Cgroups | None) -
         try:
             result = supervise(job, cfg, cg, pidns, tserver)
         except Exception as exc:
-            result = {"internal_error": f"{type(exc).__name__}: {exc}"}
+            result = {"internal_error": f"{type(exc).__name__}: {exc}", "retire": True}
         child.send(ctl_out, result)
+        if result.get("retire"):
+            os._exit(0)  # not reusable: the host starts a fresh worker for the next run
 
 
 def _outer(zygote: int, cfg: dict) -> None:
