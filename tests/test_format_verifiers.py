@@ -8,6 +8,7 @@ from __future__ import annotations
 import doctest
 import pickle
 import sys
+import time
 import types
 import warnings
 
@@ -509,3 +510,25 @@ def test_composite_of_reference_free_checks_grades_rows_without_a_reference():
     assert scores == [1.0, 0.5]
     math_only = Composite({"math": (get("math"), 1.0)})
     assert math_only.as_reward()(completions=["\\boxed{2}"], answer=[None]) == [None], "correctness needs a reference"
+
+
+# (id, verifier, response, why): 1 MB of hostile text is judged within 0.5 s (these have no limit of their own)
+HOSTILE_INPUTS = [
+    ("exact_unclosed_tags", "exact", "<answer>" * 124_000, "a lazy tag regex was quadratic"),
+    ("exact_one_line_of_symbols", "exact", "!" * 999_000, "the answer-prefix regex on one long line"),
+    ("think_unclosed", "think_answer", "<think>" * 140_000, "tag counting, not matching"),
+    ("json_fences", "json", "```json\n" * 120_000, "fence scanning"),
+    ("json_deep", "json", "[" * 490_000 + "]" * 490_000, "deep nesting"),
+    ("regex_huge", "length", "x " * 499_000, "word counting"),
+]
+
+
+@pytest.mark.parametrize(
+    ("name", "response", "why"), [c[1:] for c in HOSTILE_INPUTS], ids=[c[0] for c in HOSTILE_INPUTS]
+)
+def test_hostile_inputs_end_quickly(name, response, why):
+    options = {"max_words": 10} if name == "length" else {}
+    t0 = time.perf_counter()
+    v = get(name, **options).verify(response, "Paris" if name == "exact" else None)
+    assert time.perf_counter() - t0 < 0.5, why
+    assert not v.passed, why

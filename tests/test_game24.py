@@ -258,3 +258,22 @@ def test_composite_exposes_both_raw_scores():
 def test_module_doctests():
     result = doctest.testmod(game24)
     assert result.attempted > 0 and result.failed == 0
+
+
+# (id, response, why): every call ends within 0.5 s, whatever the input (game24 has no time limit of its own)
+HOSTILE_INPUTS = [
+    ("unclosed_answer_tags", "<answer>" * 25000, "a lazy tag regex was quadratic: 84 s"),
+    ("unclosed_tags_1mb", "<answer>" * 125_000, "past the size limit: refused at once"),
+    ("closed_and_open", "<answer>" * 24_000 + "</answer>", "one closer after many openers"),
+    ("operators", "1+" * 99_000 + "1", "one huge candidate expression"),
+    ("parentheses", "(" * 99_000 + "1+2+3*6" + ")" * 99_000, "deep nesting"),
+    ("digits", "9" * 199_000, "one huge number"),
+]
+
+
+@pytest.mark.parametrize(("response", "why"), [c[1:] for c in HOSTILE_INPUTS], ids=[c[0] for c in HOSTILE_INPUTS])
+def test_hostile_inputs_end_quickly(response, why):
+    t0 = time.perf_counter()
+    v = Game24Verifier().verify(response, [1, 2, 3, 6])
+    assert time.perf_counter() - t0 < 0.5, why
+    assert not v.passed, why

@@ -108,6 +108,22 @@ def text_problem(response: Any, max_chars: int) -> Verdict | None:
     return None
 
 
+def tag_contents(text: str, tag: str = "answer") -> list[str]:
+    """Contents of every ``<tag>...</tag>`` (case-insensitive); linear time."""
+    low = text.lower()
+    opener, closer = f"<{tag}>", f"</{tag}>"
+    out, pos = [], 0
+    while True:
+        i = low.find(opener, pos)
+        if i < 0:
+            return out
+        j = low.find(closer, i + len(opener))
+        if j < 0:
+            return out
+        out.append(text[i + len(opener) : j])
+        pos = j + len(closer)
+
+
 def completion_text(completion: Any) -> str:
     """Text of a TRL completion: a plain string or a conversational message list."""
     if isinstance(completion, str):

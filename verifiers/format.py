@@ -45,7 +45,16 @@ import unicodedata
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from verifiers.base import BatchedVerifier, Verdict, failed, make_reward, passed, skipped, text_problem
+from verifiers.base import (
+    BatchedVerifier,
+    Verdict,
+    failed,
+    make_reward,
+    passed,
+    skipped,
+    tag_contents,
+    text_problem,
+)
 from verifiers.schema import (
     MAX_RESPONSE_CHARS,
     JsonVerifier,
@@ -337,13 +346,12 @@ class OverlongPenalty(BatchedVerifier):
 
 # --------------------------------------------------------------------------- exact match
 
-_ANSWER_TAG = re.compile(r"<answer>(.*?)</answer>", re.DOTALL | re.IGNORECASE)
 _ANSWER_PREFIX = re.compile(r"^[\W_]*(?:final\s+)?answer\b(?:\s+is\b)?\s*[:：]?[*_\s]*", re.IGNORECASE)
 
 
 def extract_short_answer(response: str) -> str:
     """The last ``<answer>`` block, else the last non-empty line minus an "Answer:" prefix."""
-    tagged = _ANSWER_TAG.findall(response)
+    tagged = tag_contents(response)  # linear, unlike a lazy regex on "<answer>" * n
     if tagged:
         return tagged[-1].strip()
     lines = [line.strip() for line in response.splitlines() if line.strip()]

@@ -52,7 +52,7 @@ from fractions import Fraction
 from itertools import combinations
 from typing import Any, Union
 
-from verifiers.base import BatchedVerifier, Verdict, failed, passed, skipped
+from verifiers.base import BatchedVerifier, Verdict, failed, passed, skipped, tag_contents
 
 #: Face values of J, Q, K under each rule. A is always 1.
 RULES: dict[str, dict[str, int]] = {
@@ -108,7 +108,6 @@ def card_values(cards: Sequence[str | int], rule: str = "ten") -> list[int]:
 
 # --------------------------------------------------------------------------- reading the expression
 
-_ANSWER = re.compile(r"<answer>(.*?)</answer>", re.DOTALL | re.IGNORECASE)
 _SYMBOLS = {"×": "*", "÷": "/", "−": "-", r"\times": "*", r"\div": "/", r"\cdot": "*", r"\left": "", r"\right": ""}
 _CANDIDATE = re.compile(r"[0-9 \t()+\-*/^=]+")
 _TRAILING_EQUALS = re.compile(r"^(.*?)=\s*(\d+)\s*$", re.DOTALL)
@@ -124,7 +123,7 @@ def extract_expression(response: str) -> str | None:
     >>> extract_expression("First 10 - 4 = 6, so (10 - 4) × (13 - 9) = 24.")
     '(10 - 4) * (13 - 9) = 24'
     """
-    tagged = _ANSWER.findall(response)
+    tagged = tag_contents(response)  # linear: a regex here was quadratic on "<answer>" * n
     text = tagged[-1] if tagged else response
     for symbol, ascii_op in _SYMBOLS.items():
         text = text.replace(symbol, ascii_op)

@@ -12,6 +12,8 @@ import re
 from fractions import Fraction
 from typing import Any
 
+from verifiers.base import tag_contents
+
 #: A response longer than this is not judged at all (``too_large``).
 MAX_RESPONSE_CHARS = 200_000
 #: An extracted answer (or gold answer) longer than this is not parsed (``too_large``).
@@ -192,22 +194,6 @@ def math_spans(text: str) -> list[tuple[int, int, str]]:
             return out
         out.append((m.start(), end + len(close), text[m.end() : end]))
         pos = end + len(close)
-
-
-def tag_contents(text: str, tag: str = "answer") -> list[str]:
-    """Contents of every ``<tag>...</tag>`` (case-insensitive); linear time."""
-    low = text.lower()
-    opener, closer = f"<{tag}>", f"</{tag}>"
-    out, pos = [], 0
-    while True:
-        i = low.find(opener, pos)
-        if i < 0:
-            return out
-        j = low.find(closer, i + len(opener))
-        if j < 0:
-            return out
-        out.append(text[i + len(opener) : j])
-        pos = j + len(closer)
 
 
 _LAST_NUMBER = re.compile(r"-?(?:\\infty|\u221e)|-?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?:/\d+)?%?|-?\.\d+%?")
