@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
 from advisor.errors import PlanError
 from advisor.flowchart import PROBE_GATE
@@ -89,12 +89,53 @@ class VerifierSpec(Strict):
     options: dict[str, Any] = Field(default_factory=dict)
 
 
+class VLLMOptions(Strict):
+    """``compute.vllm``: engine options for ``models.backend: vllm``. Left unset, each is chosen
+    when the engine starts, for the device it finds (CPU or CUDA). The tensor parallel size
+    lives in ``compute.tensor_parallel_size`` (``compute.vllm.tensor_parallel_size`` is read as it)."""
+
+    gpu_memory_utilization: float | None = Field(
+        default=None, gt=0, le=1, description="GPU: share of its memory for weights + KV cache (default 0.9)"
+    )
+    kv_cache_gb: float | None = Field(
+        default=None, gt=0, description="KV cache size in GiB; the CPU default (1) instead of a share of RAM"
+    )
+    enforce_eager: bool | None = Field(
+        default=None,
+        description="no torch.compile or CUDA graphs: default true on CPU (starts in seconds, not minutes)",
+    )
+    max_model_len: int | None = Field(default=None, ge=1, description="context cap; default the model's")
+    dtype: Literal["auto", "bfloat16", "float16", "float32"] = "auto"
+    chunked_prefill: bool | None = Field(
+        default=None, description="default off on CPU, where a per-request seed crashes chunked batches"
+    )
+
+
 class Compute(Strict):
     gpus: int = Field(default=0, ge=0)
     num_processes: int = Field(default=1, ge=1)
     distributed: Literal["ddp", "deepspeed", "fsdp"] = "ddp"
     tensor_parallel_size: int = Field(default=1, ge=1)
     generation_batch_size: int = Field(default=16, ge=1)
+    vllm: VLLMOptions = Field(default_factory=VLLMOptions)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _one_tensor_parallel_size(cls, data: Any) -> Any:
+        """Move ``compute.vllm.tensor_parallel_size`` to ``compute.tensor_parallel_size``: one value, one place."""
+        if (
+            not isinstance(data, dict)
+            or not isinstance(data.get("vllm"), dict)
+            or "tensor_parallel_size" not in data["vllm"]
+        ):
+            return data
+        vllm = dict(data["vllm"])
+        size = vllm.pop("tensor_parallel_size")
+        if data.get("tensor_parallel_size", size) != size:
+            raise ValueError(
+                f"tensor_parallel_size is {data['tensor_parallel_size']} but vllm.tensor_parallel_size is {size}: set one"
+            )
+        return {**data, "vllm": vllm, "tensor_parallel_size": size}
 
 
 # ---- stages: a union tagged by ``kind``; each carries its own validated options ----

