@@ -1,8 +1,8 @@
 """One line per verifier: accuracy, false passes, median / p99 / max latency, in one run.
 
 Run:
-    python benchmarks/verifiers.py [--data tests/data/math_pairs.jsonl] [--show]
-    python benchmarks/verifiers.py --verifiers-from DIR   # another checkout's verifiers/ (a "before")
+    python benchmarks/all_verifiers.py [--data tests/data/math_pairs.jsonl] [--show]
+    python benchmarks/all_verifiers.py --verifiers-from DIR   # another checkout's verifiers/ (a "before")
 
 Math: our ``MathVerifier`` (result cache off, one ``verify`` at a time, so each
 pair is really judged) against Math-Verify (called as verl calls it: the gold
