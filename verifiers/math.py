@@ -93,8 +93,9 @@ is the one that cannot turn a wrong answer into a pass.
   still counts).
 - Prose answers: after "the answer is", a sentence stating the value ("The
   largest $n$ is 34") gives the value; a negated alternative ("34, not 35",
-  "7 and not 8") is dropped, not read as hedging. A bold ``**17**`` is an
-  answer marker (the last bold, after "the answer is").
+  "7 and not 8") is dropped, not read as hedging. Bold text ``**17**`` is an
+  answer marker after "the answer is"; like boxes, two different bold answers
+  are hedging.
 - Relations: ``x = 3``, ``AB = 4``, ``f(2) = -4``, ``(p, q) = (3, 2)`` and
   ``5 = x`` give their value; ``a + b = 7`` (a sum or product of plain names,
   no coefficients, a non-zero number on the right) gives 7, as the question

@@ -307,8 +307,8 @@ def extract(response: str, fallback_last_number: bool = True, gold: bool = False
         if rest:
             return [_math_or_self(_stated_in(rest))], "answer_is"
     bold = _BOLD.findall(response) if not gold else []
-    if bold:
-        return [bold[-1].strip()], "bold"
+    if bold:  # every bold answer counts, like boxes: "**41** or **42**" is hedging
+        return _dedupe([b.strip() for b in bold], key=str), "bold"
     stripped = text.strip()
     short = len(stripped) <= 100 and "\n" not in stripped
     # "$5 for each, so $15" is currency, not math: skip spans that read as prose
