@@ -89,8 +89,8 @@ is the one that cannot turn a wrong answer into a pass.
   7). Several boxes against a gold list of the same length are one answer
   (``\\boxed{1}, \\boxed{2}, \\boxed{4}`` for ``1, 2, 4``); otherwise hedging.
 - Restated problems: a sentence "prove / show / verify / check that ..." is the
-  task restated, not an answer; it is dropped before prose extraction (a box
-  still counts).
+  task restated, not an answer; it is dropped before anything is extracted,
+  boxes included (a box is easy to add to a restated task).
 - Prose answers: after "the answer is", a sentence stating the value ("The
   largest $n$ is 34") gives the value; a negated alternative ("34, not 35",
   "7 and not 8") is dropped, not read as hedging. Bold text ``**17**`` is an

@@ -289,6 +289,8 @@ def extract(response: str, fallback_last_number: bool = True, gold: bool = False
     text = response
     if "</think>" in text:
         text = text.rsplit("</think>", 1)[1]
+    if not gold:  # "prove that the answer is \\boxed{42}" restates the task, box or not
+        text = _RESTATED.sub(" ", text)
     boxes = boxed_contents(text)
     if boxes:
         return _dedupe([_unbox(b) for b in boxes], key=str), "boxed"
@@ -300,7 +302,7 @@ def extract(response: str, fallback_last_number: bool = True, gold: bool = False
         return [text.rsplit("####", 1)[1].strip().split("\n", 1)[0]], "gsm8k"
     if gold and not _worked(text):
         return [text.strip()], "whole"
-    text = _RESTATED.sub(" ", text.replace("**", " ").replace("__", " ")) if not gold else text
+    text = text.replace("**", " ").replace("__", " ") if not gold else text
     marks = list(_ANSWER_MARK.finditer(text))
     if marks:
         rest = _NEGATED_TAIL.sub("", _sentence(text[marks[-1].end() :]).strip())
