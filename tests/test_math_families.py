@@ -6,6 +6,8 @@ The reward-hacking group must have no false pass at all.
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
 
 import pytest
@@ -139,3 +141,25 @@ def test_every_call_ends_within_the_limit(response):
     verdict = v.verify(response, "1")
     assert time.perf_counter() - t0 < 1.5, verdict.reason
     assert not verdict.passed
+
+
+FORK_SCRIPT = """
+import os, sys
+from verifiers.math import MathVerifier
+from verifiers._math import worker
+v = MathVerifier(cache_size=0)
+assert v.verify(r"\\\\boxed{x^2+2x+1}", "(x+1)^2").passed  # warm workers in the parent
+with worker._POOLS_LOCK, v._own_lock():  # as if a thread were inside verify at the fork
+    pid = os.fork()
+    if pid == 0:
+        ok = v.verify(r"\\\\boxed{(x+2)^2}", "x^2+4x+4").passed  # its own pool, its own locks
+        sys.exit(0 if ok else 3)  # a normal exit: atexit runs in the child
+_, status = os.waitpid(pid, 0)
+after = v.verify(r"\\\\boxed{(x+3)^2}", "x^2+6x+9").passed  # the parent's workers were not closed
+print("child", os.waitstatus_to_exitcode(status), "after", after)
+"""
+
+
+def test_fork_gives_the_child_its_own_workers_and_locks():
+    proc = subprocess.run([sys.executable, "-c", FORK_SCRIPT], capture_output=True, text=True, timeout=120)
+    assert proc.stdout.strip().splitlines()[-1:] == ["child 0 after True"], proc.stdout + proc.stderr
