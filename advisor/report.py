@@ -53,6 +53,7 @@ SPECIAL_KEYS = {
     "difference",
     "ood",
     "control",
+    "doctor",
 }
 RATE_KEY = re.compile(r"(pass@|share|rate|compliance|gate|expected|gain|yield)", re.IGNORECASE)
 
@@ -279,6 +280,7 @@ def train_section(view: StageView) -> None:
         view.plots.append(line_chart(f"{view.name}: {key}", series))
     if changes:
         view.tables.append(Table("training curves", ["value", "first", "last", "logged points"], changes))
+    doctor_section(view)
     checkpoints = _rows(m.get("checkpoints"))
     chosen = m.get("chosen_checkpoint")
     digits = re.search(r"(\d+)$", chosen) if isinstance(chosen, str) else None
@@ -295,6 +297,32 @@ def train_section(view: StageView) -> None:
         pts = _points(checkpoints, key)
         if pts:
             view.plots.append(line_chart(f"{view.name}: checkpoint {label}", {label: pts}, True, chosen_step))
+
+
+def doctor_section(view: StageView) -> None:
+    """The doctor's findings on the stage's history (pipelines.doctor), one row each."""
+    findings = _rows(view.metrics.get("doctor"))
+    for f in findings:
+        if f.get("severity") in ("warn", "error"):
+            view.notes.append(f"doctor ({f['severity']}): {f.get('title', f.get('rule'))}")
+    if findings:
+        cells = [
+            [
+                str(f.get("severity", "")),
+                str(f.get("rule", "")),
+                str(_d(f.get("evidence")).get("summary", "")),
+                str(f.get("cause", "")),
+                str(f.get("fix", "")),
+            ]
+            for f in findings
+        ]
+        view.tables.append(
+            Table(
+                "doctor: findings on the training history",
+                ["severity", "rule", "evidence", "likely cause", "fix"],
+                cells,
+            )
+        )
 
 
 def evaluate_section(view: StageView) -> None:

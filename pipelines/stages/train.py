@@ -346,7 +346,7 @@ def run(ctx: StageContext) -> StageResult:
         if r is not best:
             shutil.rmtree(r["path"], ignore_errors=True)
 
-    checkpoints = [{"step": r["step"], key: r[key]} for r in rows]
+    checkpoints = [{k: v for k, v in r.items() if k != "path"} for r in rows]  # score + output diversity
     metrics = {
         "kind": opts.kind,
         "policy": source,
@@ -376,11 +376,23 @@ def run(ctx: StageContext) -> StageResult:
     if best[key] is None:
         why = "fewer than 10 pairs, none held out" if key == "pairwise_accuracy" else "no gradable eval prompt"
         ctx.console.print(f"  [yellow]no checkpoint could be scored ({why}): kept the last one[/yellow]")
+    metrics["doctor"] = run_doctor(ctx, metrics)
     return StageResult(
         metrics=metrics,
         outputs={"model": ctx.dir / "model"},
         summary=f"{result['steps']} steps; checkpoint {best['step']} chosen, {key} {_pct(best[key])}",
     )
+
+
+def run_doctor(ctx: StageContext, metrics: dict[str, Any]) -> list[dict[str, Any]]:
+    """The doctor's findings on this stage's own history (:mod:`pipelines.doctor`), warnings printed."""
+    from pipelines.doctor import diagnose_stage
+
+    findings = diagnose_stage(metrics, ctx.dir)
+    for f in findings:
+        if f["severity"] != "info":
+            ctx.console.print(f"  [yellow]doctor: {f['title']}: {f['evidence']['summary']}; fix: {f['fix']}[/yellow]")
+    return findings
 
 
 def _pct(value: float | None) -> str:

@@ -203,7 +203,10 @@ def reward_functions(job: dict[str, Any]) -> list[Any]:
     import verifiers
 
     verifier = verifiers.get(spec["verifier"], **spec.get("options", {}))
-    return [verifier.as_reward(reference_field="reference")]
+    from pipelines.training.diversity import logging_diversity
+
+    # also logs how varied the samples are, for the doctor
+    return [logging_diversity(verifier.as_reward(reference_field="reference"))]
 
 
 def build_online_rl(job: dict[str, Any], args: dict[str, Any], callbacks: list[Any]) -> Any:
