@@ -28,7 +28,11 @@ def generator_for(ctx: StageContext, model: str, on_progress: Any = None) -> Any
     model_ref = str(local) if local.exists() else model
     options: dict[str, Any] = {}
     if backend == "hf":
-        options = {"batch_size": plan.compute.generation_batch_size, "on_progress": on_progress}
+        options = {
+            "batch_size": plan.compute.generation_batch_size,
+            "on_progress": on_progress,
+            "threads": plan.compute.threads_per_process(),
+        }
     elif backend == "vllm":
         # compute.vllm as it is: None leaves a choice to the device the engine finds
         options = {"tensor_parallel_size": plan.compute.tensor_parallel_size, "seed": getattr(ctx.stage, "seed", 0)}
@@ -100,7 +104,9 @@ def sample_and_verify(
             sampler.add(outputs)
             flat = [(i, j, text) for i, samples in enumerate(outputs) for j, text in enumerate(samples)]
             refs = [references[shard.start + i] for i, _, _ in flat]
-            verdicts = verifier.verify_batch([t for _, _, t in flat], refs)
+            verdicts = verifier.verify_batch(
+                [t for _, _, t in flat], refs, workers=ctx.plan.compute.threads_per_process()
+            )
             rows = []
             for (i, j, text), ref, v in zip(flat, refs, verdicts, strict=True):
                 p = shard.start + i
