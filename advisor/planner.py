@@ -48,17 +48,17 @@ DEFAULT_VERIFIER = {
 }
 #: Whether code or rules can usually judge this kind of task (the interactive default).
 USUALLY_VERIFIABLE = {k: k != "open_ended" for k in DEFAULT_VERIFIER}
-#: Used for open-ended tasks when this install has no judge verifier: a length check only.
-NO_JUDGE_FALLBACK = "length"
-NO_JUDGE_OPTIONS = {"max_words": 200}
+#: A judge's pass mark on its 0-10 scale: 7 is "good", as the synthesize rubric reads it.
+JUDGE_THRESHOLD = 7.0
 
 
-def default_verifier(task_kind: str) -> str:
-    """The task kind's verifier, if this install provides it (the planner never emits an unknown one)."""
-    from verifiers.registry import REGISTRY
-
-    name = DEFAULT_VERIFIER[task_kind]
-    return name if name in REGISTRY else NO_JUDGE_FALLBACK
+def verifier_spec(answers: PlanAnswers, name: str) -> VerifierSpec:
+    """The plan's verifier; a judge records its models (``models.judges``: a panel) and its scale."""
+    if name != "judge":
+        return VerifierSpec(name=name)
+    options: dict[str, Any] = {"model": list(answers.judge_models), "mode": "pointwise", "scale": 10.0}
+    options["threshold"] = JUDGE_THRESHOLD
+    return VerifierSpec(name=name, options=options)
 
 
 DEFAULT_BASE = "Qwen/Qwen2.5-1.5B-Instruct"
@@ -214,6 +214,17 @@ def build_stages(answers: PlanAnswers, route: str, final: tuple[str, ...], provi
         )
     else:
         stages.append(
+            RejectionSampleStage(
+                samples=4,
+                max_per_prompt=1,
+                why={
+                    "_": "no preference pairs: the judge grades the base model's own replies, and a preferred and a "
+                    "rejected reply per prompt become the reward model's pairs",
+                    "samples": "4 replies per prompt give each prompt a good chance of one pass and one fail",
+                },
+            )
+        )
+        stages.append(
             RewardModelStage(why={"lr": "reward models train like SFT, at a conservative 1e-5"}),
         )
         stages.append(_grpo(None, "reward_model"))
@@ -227,12 +238,7 @@ def build_plan(answers: PlanAnswers) -> Plan:
     outcome = path.outcome
     assert outcome is not None  # PlanAnswers guarantees a complete walk
     warnings: list[str] = []
-    verifier = answers.verifier or default_verifier(answers.task_kind)
-    if verifier != DEFAULT_VERIFIER[answers.task_kind] and not answers.verifier:
-        warnings.append(
-            f"no {DEFAULT_VERIFIER[answers.task_kind]!r} verifier in this install: replies are scored by "
-            f"{verifier!r} only; set verifier.name to a real scorer"
-        )
+    verifier = answers.verifier or DEFAULT_VERIFIER[answers.task_kind]
     if outcome.route == "rft" and not answers.verifiable:
         warnings.append(
             f"RFT on a task code or rules cannot judge: its verifier ({verifier}) is a judge model or a "
@@ -271,10 +277,7 @@ def build_plan(answers: PlanAnswers) -> Plan:
             prompt_field=answers.prompt_field,
             answer_field=answers.answer_field,
         ),
-        verifier=VerifierSpec(
-            name=verifier,
-            options=dict(NO_JUDGE_OPTIONS) if verifier == NO_JUDGE_FALLBACK and not answers.verifier else {},
-        ),
+        verifier=verifier_spec(answers, verifier),
         compute=Compute(gpus=answers.gpus, num_processes=max(1, answers.gpus)),
         stages=build_stages(answers, outcome.route, outcome.final, outcome.provisional),
     )

@@ -27,9 +27,9 @@ from advisor.planner import (
     DEFAULT_BASE,
     DEFAULT_JUDGES,
     DEFAULT_TEACHER,
+    DEFAULT_VERIFIER,
     USUALLY_VERIFIABLE,
     PlanAnswers,
-    default_verifier,
 )
 
 
@@ -82,7 +82,7 @@ OTHER: tuple[Ask, ...] = (
         "Verifier that judges answers",
         "choice",
         (),  # filled from the registry at ask time
-        default=lambda a: default_verifier(a.get("task_kind") or "math"),
+        default=lambda a: DEFAULT_VERIFIER[a.get("task_kind") or "math"],
     ),
     Ask("gpus", "GPUs available (0 for CPU only)", "int", default=0),
     Ask(

@@ -19,14 +19,29 @@ from advisor.plan import Plan, load_plan_data, parse_plan
 from pipelines.judging import rubric_problem
 
 
-def verifier_problems(plan: Plan) -> list[str]:
-    """The plan's verifier: known, importable, and its options accepted by its constructor."""
+def verifier_problems(plan: Plan, base_dir: Path | None = None) -> list[str]:
+    """The plan's verifier: known, importable, and its options accepted by its constructor.
+
+    A judge's or reward model's ``model`` is resolved against the plan's folder first, so
+    its constructor checks the real folder (a judge's rubric renders, its model folder
+    exists; a reward model folder holds a sequence classifier), before any model loads.
+    """
+    from pipelines.generation.base import BACKENDS
+    from pipelines.sampling import verifier_options
     from verifiers.registry import REGISTRY, option_problems
 
     name = plan.verifier.name
     field = "verifier.name" if name not in REGISTRY else "verifier.options"
     prefix = f"verifier {name!r}: "
-    return [f"{field}: {p.removeprefix(prefix)}" for p in option_problems(name, plan.verifier.options)]
+    options = verifier_options(plan, base_dir) if name in REGISTRY else plan.verifier.options
+    problems = [f"{field}: {p.removeprefix(prefix)}" for p in option_problems(name, options)]
+    if name == "judge":
+        backend = options.get("backend")
+        if backend is not None and backend not in BACKENDS:
+            problems.append(f"verifier.options.backend: must be one of {', '.join(BACKENDS)} (got {backend!r})")
+        if not options.get("model"):
+            problems.append("verifier.options.model: the judge needs a model (or list models.judges)")
+    return problems
 
 
 def semantic_problems(plan: Plan, base_dir: Path | None = None, check_files: bool = False) -> list[str]:
@@ -40,7 +55,7 @@ def semantic_problems(plan: Plan, base_dir: Path | None = None, check_files: boo
             f"route: {plan.route!r} does not follow from the answers (the flowchart gives {path.route!r}); "
             "fix the answers or re-run advisor plan"
         )
-    problems += verifier_problems(plan)
+    problems += verifier_problems(plan, base_dir)
     kinds = [s.kind for s in plan.stages]
     for i, s in enumerate(plan.stages):
         if s.kind == "probe" and i != 0:

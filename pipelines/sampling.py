@@ -18,14 +18,20 @@ from pipelines.context import StageContext
 
 def generator_for(ctx: StageContext, model: str, on_progress: Any = None) -> Any:
     """The plan's generation backend for ``model`` (a local path is resolved against the plan)."""
+    local = ctx.resolve(model)
+    model_ref = str(local) if local.exists() else model
+    seed = getattr(ctx.stage, "seed", 0)
+    return backend_for(ctx.plan, model_ref, on_progress=on_progress, shown=model, seed=seed)
+
+
+def backend_for(
+    plan: Any, model: str, backend: str | None = None, on_progress: Any = None, shown: str = "", seed: int = 0
+) -> Any:
+    """A generation backend for ``model`` with the plan's compute settings (``backend`` overrides the plan's)."""
     from pipelines.generation import GenerationError, make_generator
 
     quiet_libraries()
-
-    plan = ctx.plan
-    backend = plan.models.backend
-    local = ctx.resolve(model)
-    model_ref = str(local) if local.exists() else model
+    backend = backend or plan.models.backend
     options: dict[str, Any] = {}
     if backend == "hf":
         options = {
@@ -35,17 +41,17 @@ def generator_for(ctx: StageContext, model: str, on_progress: Any = None) -> Any
         }
     elif backend == "vllm":
         # compute.vllm as it is: None leaves a choice to the device the engine finds
-        options = {"tensor_parallel_size": plan.compute.tensor_parallel_size, "seed": getattr(ctx.stage, "seed", 0)}
+        options = {"tensor_parallel_size": plan.compute.tensor_parallel_size, "seed": seed}
         options.update(plan.compute.vllm.model_dump())
     elif backend == "openai":
         options = {"base_url": plan.models.base_url, "api_key": os.environ.get(plan.models.api_key_env)}
     try:
-        return make_generator(backend, model_ref, **options)
+        return make_generator(backend, model, **options)
     except GenerationError as exc:
-        raise StageFailed(f"{backend} backend, model {model}: {exc.message}") from None
+        raise StageFailed(f"{backend} backend, model {shown or model}: {exc.message}") from None
     except OSError as exc:  # transformers: not a model directory, no hub access
         first = str(exc).strip().splitlines()[0]
-        raise InputError(f"models: cannot load {model!r} with the {backend} backend: {first}") from None
+        raise InputError(f"models: cannot load {shown or model!r} with the {backend} backend: {first}") from None
 
 
 def quiet_libraries() -> None:
@@ -56,10 +62,68 @@ def quiet_libraries() -> None:
     transformers.utils.logging.set_verbosity_error()
 
 
-def verifier_for(plan: Any) -> Any:
+#: Verifiers that grade with a model of their own: their ``model`` option is a path or hub id.
+MODEL_VERIFIERS = ("judge", "reward_model")
+
+
+def verifier_options(plan: Any, plan_dir: Path | None = None) -> dict[str, Any]:
+    """The plan's verifier options, a judge's or reward model's local ``model`` resolved against the plan.
+
+    A judge with no ``model`` option takes ``models.judges`` (several make a panel).
+    """
+    options = dict(plan.verifier.options)
+    if plan.verifier.name not in MODEL_VERIFIERS:
+        return options
+    if plan.verifier.name == "judge" and not options.get("model") and plan.models.judges:
+        options["model"] = list(plan.models.judges)
+    model = options.get("model")
+    if plan_dir is not None and model:
+        names = [model] if isinstance(model, str) else list(model)
+        resolved = [_resolve(plan_dir, m) for m in names]
+        options["model"] = resolved[0] if isinstance(model, str) else resolved
+    if plan_dir is not None and isinstance(options.get("heldout"), str):
+        options["heldout"] = _resolve(plan_dir, options["heldout"])
+    return options
+
+
+def _resolve(plan_dir: Path, value: Any) -> Any:
+    if not isinstance(value, str):
+        return value
+    path = Path(value).expanduser()
+    if path.is_absolute():
+        return str(path)
+    local = plan_dir / path
+    return str(local) if value.startswith(".") or local.exists() else value
+
+
+def verifier_for(plan: Any, plan_dir: Path | None = None) -> Any:
+    """The plan's verifier; a judge gets its generation backends built here (one per judge model)."""
     import verifiers
 
-    return verifiers.get(plan.verifier.name, **plan.verifier.options)
+    options = verifier_options(plan, plan_dir)
+    if plan.verifier.name == "judge":
+        models = options.get("model")
+        if not models:
+            raise InputError("verifier.options.model: the judge needs a model (or list models.judges)")
+        names = [models] if isinstance(models, str) else list(models)
+        backend = options.get("backend")
+        options["generator"] = {m: backend_for(plan, m, backend) for m in names}
+    return verifiers.get(plan.verifier.name, **options)
+
+
+def prompt_text(prompt: Any) -> str:
+    """A model input as text: a string, or the last user message of a conversation."""
+    if isinstance(prompt, str):
+        return prompt
+    users = [m.get("content", "") for m in prompt if isinstance(m, dict) and m.get("role") == "user"]
+    return str(users[-1]) if users else ""
+
+
+def references_for(verifier: Any, prompts: list[Any], references: list[Any]) -> list[Any]:
+    """What ``verify_batch`` needs: a judge or reward model also sees the prompt (``{"question", "reference"}``)."""
+    if not getattr(verifier, "needs_prompt", False):
+        return list(references)
+    return [{"question": prompt_text(p), "reference": r} for p, r in zip(prompts, references, strict=True)]
 
 
 def sample_and_verify(
@@ -122,6 +186,8 @@ def sample_and_verify(
                     "extracted": v.extracted,
                     "gradable": v.gradable,
                 }
+                if "judges" in v.meta:  # a judge panel's votes, for its agreement
+                    row["judges"] = v.meta["judges"]
                 if extra is not None:
                     row.update(extra[p])
                 rows.append(row)

@@ -71,6 +71,21 @@ def paired_difference(before: Sequence[float], after: Sequence[float], z: float 
     return mean, mean - half, mean + half
 
 
+def mean_interval(values: Sequence[float], z: float = Z95) -> tuple[float, float, float]:
+    """Mean of ``values`` with a normal-approximation 95% interval (e.g. a win rate over prompts).
+
+    >>> mean_interval([1.0, 0.5, 1.0, 0.0])[0]
+    0.625
+    """
+    if not values:
+        raise ValueError("mean_interval needs at least one value")
+    n = len(values)
+    mean = sum(values) / n
+    var = sum((v - mean) ** 2 for v in values) / (n - 1) if n > 1 else 0.0
+    half = z * math.sqrt(var / n)
+    return mean, mean - half, mean + half
+
+
 def histogram(rates: Sequence[float], bins: int = 10) -> list[int]:
     """Counts of per-prompt pass rates in ``bins`` equal bins over [0, 1] (1.0 goes in the last)."""
     counts = [0] * bins

@@ -1,7 +1,10 @@
 """Shared fixtures. Tiers: default (fast, CPU, offline), ``-m slow`` (tiny models
-that train for real), ``-m gpu`` (skipped cleanly without CUDA)."""
+that train for real), ``-m gpu`` (skipped cleanly without CUDA), ``-m vllm`` (real vLLM
+engines; from ``.venv-vllm``, skipped elsewhere)."""
 
 from __future__ import annotations
+
+import importlib.util
 
 import pytest
 
@@ -15,6 +18,11 @@ def _has_cuda() -> bool:
 
 
 def pytest_collection_modifyitems(config, items):
+    if any(item.get_closest_marker("vllm") for item in items) and importlib.util.find_spec("vllm") is None:
+        skip_vllm = pytest.mark.skip(reason="needs vLLM: make vllm, then make test-vllm")
+        for item in items:
+            if item.get_closest_marker("vllm"):
+                item.add_marker(skip_vllm)
     if any(item.get_closest_marker("gpu") for item in items) and not _has_cuda():
         skip = pytest.mark.skip(reason="needs a CUDA GPU")
         for item in items:

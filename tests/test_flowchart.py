@@ -166,15 +166,13 @@ def test_sft_plan():
 def test_rlhf_dpo_and_reward_model_plans():
     dpo = build_plan(PlanAnswers(labeled_rows=0, verifiable=False, preference_pairs=True, task_kind="open_ended"))
     assert kinds(dpo) == ["probe", "dpo", "evaluate"]
-    from verifiers.registry import REGISTRY
-
-    # the task kind's scorer when this install has it; never a verifier the registry lacks
-    assert dpo.verifier.name == ("judge" if "judge" in REGISTRY else "length")
-    assert dpo.verifier.name in REGISTRY
+    assert dpo.verifier.name == "judge", "open-ended replies are scored by a judge model"
+    assert dpo.verifier.options["model"] == dpo.models.judges, "the plan's judges form the panel"
     rm = build_plan(PlanAnswers(labeled_rows=0, verifiable=False, task_kind="open_ended"))
-    assert kinds(rm) == ["probe", "reward_model", "grpo", "evaluate"]
-    assert rm.stages[2].reward == "reward_model" and rm.stages[2].enabled
-    assert rm.stages[2].beta == 0.0, "no KL needed starting from a model without SFT"
+    assert kinds(rm) == ["probe", "rejection_sample", "reward_model", "grpo", "evaluate"]
+    assert rm.verifier.name == "judge"
+    assert rm.stages[3].reward == "reward_model" and rm.stages[3].enabled
+    assert rm.stages[3].beta == 0.0, "no KL needed starting from a model without SFT"
     assert "PPOTrainer" in rm.decision[-1].because
 
 

@@ -11,7 +11,7 @@ from verifiers.registry import option_problems
 CASES = [
     ("math_defaults", "math", None, [], "no options: the defaults build"),
     ("math_ok", "math", {"timeout_s": 2, "fallback_last_number": False}, [], "an int is fine where a float is asked"),
-    ("unknown_name", "judge", {}, ["unknown verifier 'judge'; known: code, exact"], "no such module: not registered"),
+    ("unknown_name", "judges", {}, ["unknown verifier 'judges'; known: code, exact"], "no such module: not registered"),
     (
         "unknown_option",
         "math",
@@ -58,6 +58,6 @@ def test_every_registered_verifier_resolves(name):
 
 
 def test_an_unknown_verifier_is_caught_without_building():
-    assert option_problems("reward_model", {"x": 1}, build=False) == [
-        "unknown verifier 'reward_model'; known: " + ", ".join(sorted(REGISTRY))
+    assert option_problems("reward_models", {"x": 1}, build=False) == [
+        "unknown verifier 'reward_models'; known: " + ", ".join(sorted(REGISTRY))
     ]

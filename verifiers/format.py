@@ -349,6 +349,10 @@ class OverlongPenalty(BatchedVerifier):
 _ANSWER_PREFIX = re.compile(r"^[\W_]*(?:final\s+)?answer\b(?:\s+is\b)?\s*[:：]?[*_\s]*", re.IGNORECASE)
 
 
+#: An extracted short answer longer than this fails without being normalised.
+MAX_SHORT_ANSWER_CHARS = 10_000
+
+
 def extract_short_answer(response: str) -> str:
     """The last ``<answer>`` block, else the last non-empty line minus an "Answer:" prefix."""
     tagged = tag_contents(response)  # linear, unlike a lazy regex on "<answer>" * n
@@ -426,6 +430,8 @@ class ExactMatchVerifier(BatchedVerifier):
         if (bad := text_problem(response, MAX_RESPONSE_CHARS)) is not None:
             return bad
         answer = extract_short_answer(response)
+        if len(answer) > MAX_SHORT_ANSWER_CHARS:  # not a short answer, and not worth normalising
+            return failed("fail", f"answer of {len(answer)} chars is not a short answer", extracted=answer[:80])
         got = self._norm(answer)
         if not got:
             return failed("fail", "no answer", extracted=answer)

@@ -35,8 +35,8 @@ Equivalence conventions
 -----------------------
 - Exact rationals and symbolic forms go through sympy; unreduced or unevaluated
   forms equal their value (``\\frac{6}{8}`` = 3/4, ``2^{10}`` = 1024, ``\\sqrt{8}`` =
-  ``2\\sqrt2``, ``\\binom{5}{2}`` = 10). Expressions with variables are equal when
-  their difference expands to 0 or vanishes at five random points.
+  ``2\\sqrt2``, ``\\binom{5}{2}`` = 10). Expressions with variables: see the
+  last families below.
 - A decimal in the response equals an exact value iff they agree when rounded
   to 6 decimal places (0.333333 = 1/3, 0.333 != 1/3); for gold values below
   1e-4 in size, to 6 significant digits instead. A decimal gold is itself
@@ -47,9 +47,9 @@ Equivalence conventions
 - Units are ignored when absent on one side or matching (5 cm = 5 = 5
   centimeters); the same number with a different unit is wrong (5 m != 5 cm;
   no conversion). Currency signs and ``\\text{}`` wrappers are stripped.
-- A comma is a thousands separator only in ``d,ddd`` groups (not right inside
-  brackets, where it separates items), never a decimal point: 3,5 is the list
-  {3, 5}. ``\\,``, ``{,}`` and spaces between digit groups are thousands
+- A comma is a thousands separator only in ``d,ddd`` groups with no space (not
+  right inside brackets, where it separates items): 3,5 is the list {3, 5}
+  (decimal commas: below). ``\\,``, ``{,}`` and spaces between digit groups are thousands
   separators.
 - Sets (``\\{1,2\\}``) and unordered solution lists (``1, 2``; ``1 or 2``)
   compare as sets; tuples and points ``(1, 2)`` in order. ``\\pm a`` is {a, -a}.
@@ -70,6 +70,57 @@ Equivalence conventions
 - Two or more different final answers to one question (two different boxes, or
   "3 or 4" against a single gold) is wrong (hedging).
 
+How answers are read, family by family
+--------------------------------------
+Each family was decided on purpose; where two readings exist, the one chosen
+is the one that cannot turn a wrong answer into a pass.
+
+- Text that changes meaning: a number with words such as "or", "not",
+  "more", "at least", "is", "thousand", "million", "squared", "times"
+  (``\\boxed{7 \\text{ or more}}``, ``\\boxed{5 \\text{ thousand}}``) is not read
+  as a number with a unit: it fails. Units stay units.
+- Lists and thousands: a comma with a space is a list separator on every
+  reading (``2, 100`` is never 2100); ``2,100`` with no space is a thousands
+  separator. Decimal commas only where no list reading is likely: a zero
+  whole part (``0,75`` for the gold 0.75), against a one-number gold; ``3,5``
+  stays the list {3, 5}.
+- Boxes: a box holding another box fails (``\\boxed{5 \\boxed{6}}`` is neither
+  30, 5 nor 6), except a box that only holds a box (``\\boxed{\\boxed{7}}`` is
+  7). Several boxes against a gold list of the same length are one answer
+  (``\\boxed{1}, \\boxed{2}, \\boxed{4}`` for ``1, 2, 4``); otherwise hedging.
+- Restated problems: a sentence "prove / show / verify / check that ..." is the
+  task restated, not an answer; it is dropped before anything is extracted,
+  boxes included (a box is easy to add to a restated task).
+- Prose answers: after "the answer is", a sentence stating the value ("The
+  largest $n$ is 34") gives the value; a negated alternative ("34, not 35",
+  "7 and not 8") is dropped, not read as hedging. Bold text ``**17**`` is an
+  answer marker after "the answer is"; like boxes, two different bold answers
+  are hedging.
+- Relations: ``x = 3``, ``AB = 4``, ``f(2) = -4``, ``(p, q) = (3, 2)`` and
+  ``5 = x`` give their value; ``a + b = 7`` (a sum or product of plain names,
+  no coefficients, a non-zero number on the right) gives 7, as the question
+  asked for ``a + b``. Any other equation is an equation: equal to the gold
+  equation up to a non-zero factor after moving terms (``y = 2x + 3`` equals
+  ``2x - y + 3 = 0``). A ratio ``7:32`` is the number 7/32 (``14:64`` is the
+  same ratio; ``32:7`` is not).
+- Intervals: a gold interval still rejects ``x > 2`` (the question asked for
+  the set), but accepts ``x \\ne 2`` (how the reals minus {2} are written) and a
+  range ``0 < f(x) < 1`` stated about a function value.
+- Worked-solution golds: a gold of several sentences is read like a response
+  (its box, marker or last number), as a person would.
+- Notation: ``0.\\overline{3}`` and ``0.333\\ldots`` (a period repeated at least
+  twice) are exact fractions; ``\\mathbb{R}`` is ``(-\\infty, \\infty)``;
+  ``\\emptyset``, ``\\varnothing`` and ``\\{\\}`` are one empty set; an angle in
+  degrees equals the same angle in radians when the other side is a multiple
+  of ``\\pi`` (``90^\\circ`` = ``\\pi/2``; a bare 90 is not); a gold ``(C) 12``
+  accepts the letter C or the value 12, and ``(C) 12`` answers the gold C.
+- Symbolic equality is decided exactly where sympy can (the difference expands
+  to 0) and otherwise at five points drawn from ``os.urandom`` on every call, so
+  a term made to vanish on any fixed set of points is seen.
+- Time: responses over 20,000 characters are read (extraction included) inside
+  a worker, under ``timeout_s``; shorter ones are read in the caller by linear
+  scans.
+
 Outcomes: ``pass: ...``, ``fail: ...``, ``timeout: ...``, ``too_large: ...``,
 ``skip: unparseable gold ...`` (ungradable: the reward is None), ``error: ...``.
 ``Verdict.extracted`` is the extracted answer. ``verify`` never raises on model
@@ -77,7 +128,7 @@ output and is safe to call from many threads at once.
 
 Known gaps: no unit conversion (5 m vs 500 cm fails); hedging in prose
 without markers ("7, or maybe 8") is not seen, the last number is taken;
-symbolic equality of expressions with variables is decided at five random
+symbolic equality that sympy cannot prove rests on five unpredictable
 points; a variable named ``e`` is read as Euler's number; the decimal rule
 applies to whole numbers, not to decimals inside larger expressions.
 """
@@ -85,6 +136,7 @@ applies to whole numbers, not to decimals inside larger expressions.
 from __future__ import annotations
 
 import hashlib
+import os
 import threading
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -94,6 +146,10 @@ from typing import Any
 from verifiers._math import text as _mathtext
 from verifiers._math import worker as _worker
 from verifiers.base import BatchedVerifier, Verdict, default_workers, failed, passed
+
+#: Responses longer than this are read (extraction included) inside a worker, under ``timeout_s``;
+#: shorter ones are read in the caller, where the linear scans take well under a millisecond.
+INLINE_CHARS = 20_000
 
 
 class MathVerifier(BatchedVerifier):
@@ -153,9 +209,16 @@ class MathVerifier(BatchedVerifier):
         workers = default_workers() if workers is None else max(1, int(workers))
         if workers > 1 and len(responses) >= 4 * workers:
             return self._batch_in_workers(responses, references, workers)
+        big = [i for i, r in enumerate(responses) if isinstance(r, str) and len(r) > INLINE_CHARS]
+        if big:  # long responses are read inside a worker, under the time limit, not before it
+            out_big = self._batch_in_workers([responses[i] for i in big], [references[i] for i in big], 1)
         out: list[Verdict | None] = [None] * len(responses)
+        for i, verdict in zip(big, out_big if big else [], strict=True):
+            out[i] = verdict
         pending: dict[tuple[Any, ...], list[tuple[int, str | None]]] = {}
         for i, (resp, ref) in enumerate(zip(responses, references, strict=True)):
+            if out[i] is not None:
+                continue
             try:
                 step = _mathtext.prepare(resp, ref, self.fallback_last_number)
             except Exception as exc:  # a bug in extraction is an error outcome, not a crash
@@ -229,10 +292,16 @@ class MathVerifier(BatchedVerifier):
             parts = list(ex.map(lambda ch: pool.run(ch, self.timeout_s, limit), chunks))
         return [r for part in parts for r in part]
 
+    def _own_lock(self) -> threading.Lock:
+        """The cache lock of this process: a child forked while a thread held it gets a new one."""
+        if getattr(self, "_lock_pid", None) != os.getpid():
+            self._lock, self._lock_pid = threading.Lock(), os.getpid()
+        return self._lock
+
     def _cache_get(self, key: tuple[Any, ...]) -> tuple[Any, ...] | None:
         if self.cache_size <= 0:
             return None
-        with self._lock:
+        with self._own_lock():
             hit = self._cache.get(key)
             if hit is not None:
                 self._cache.move_to_end(key)
@@ -241,7 +310,7 @@ class MathVerifier(BatchedVerifier):
     def _cache_put(self, key: tuple[Any, ...], value: tuple[Any, ...]) -> None:
         if self.cache_size <= 0:
             return
-        with self._lock:
+        with self._own_lock():
             self._cache[key] = value
             while len(self._cache) > self.cache_size:
                 self._cache.popitem(last=False)

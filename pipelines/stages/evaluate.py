@@ -3,7 +3,17 @@
 It samples the trained model on the probe's prompts with the probe's exact
 settings (same rows, prompt style, samples per prompt, temperature, seed) and
 compares per-prompt pass rates with the probe's: pass@1 before and after, and the
-mean paired difference with a 95% confidence interval. With ``data.ood_eval`` it
+mean paired difference with a 95% confidence interval.
+
+On an RLHF plan it also reports the **pairwise win rate** of the trained model over
+the base: sample j of the trained model against sample j of the base on the same
+prompt, judged by the plan's scorer (a pairwise judge in both orders; a pointwise
+judge or reward model by comparing scores), ties counting half, with a 95% interval
+over prompts; and the **mean reply length** of both, since judges and reward models
+are known to favour length. The scorer is the plan's verifier, never the reward
+model the ``grpo``/``rloo`` stage optimised (that one lives in the ``reward_model``
+stage's folder): a held-out scorer, so reward hacking shows up instead of hiding.
+A judge panel's agreement (Fleiss' kappa) is reported too. With ``data.ood_eval`` it
 also measures base and trained model on an out-of-distribution split (e.g. the 24
 game's ``rank`` rule after training on ``ten``).
 
@@ -20,9 +30,9 @@ from advisor.errors import StageFailed
 from pipelines.artifacts import read_jsonl, write_jsonl
 from pipelines.context import StageContext, StageResult
 from pipelines.data import load_rows, render_prompts
-from pipelines.sampling import generator_for, per_prompt_counts, sample_and_verify, verifier_for
+from pipelines.sampling import generator_for, per_prompt_counts, prompt_text, sample_and_verify, verifier_for
 from pipelines.stages.probe import probe_metrics
-from pipelines.stats import paired_difference
+from pipelines.stats import mean_interval, paired_difference
 
 
 def rates(rows: list[dict[str, Any]], num_prompts: int) -> list[float]:
@@ -47,13 +57,75 @@ def compare(before: list[float], after: list[float]) -> dict[str, Any]:
     return {"mean": mean, "ci95": [lo, hi], "prompts": len(before)}
 
 
+def preference_metrics(
+    ctx: StageContext, verifier: Any, before: list[dict[str, Any]], after: list[dict[str, Any]], num_prompts: int
+) -> dict[str, Any]:
+    """Win rate of the trained model's samples over the base's (same prompt, same sample index), and lengths."""
+    base = {(r["prompt_index"], r["sample_index"]): r for r in before}
+    pairs = [
+        (r, base[(r["prompt_index"], r["sample_index"])])
+        for r in after
+        if (r["prompt_index"], r["sample_index"]) in base
+    ]
+    if hasattr(verifier, "compare"):
+        outcomes = verifier.compare(
+            [prompt_text(a["prompt"]) for a, _ in pairs],
+            [a["sample"] for a, _ in pairs],
+            [b["sample"] for _, b in pairs],
+        )
+    else:  # any other scorer: compare its scores
+        outcomes = [
+            None
+            if a.get("score") is None or b.get("score") is None
+            else float(a["score"] > b["score"]) + 0.5 * (a["score"] == b["score"])
+            for a, b in pairs
+        ]
+    per_prompt: list[list[float]] = [[] for _ in range(num_prompts)]
+    for (a, _), o in zip(pairs, outcomes, strict=True):
+        if o is not None:
+            per_prompt[a["prompt_index"]].append(o)
+    means = [sum(v) / len(v) for v in per_prompt if v]
+    win, lo, hi = mean_interval(means) if means else (None, None, None)
+    graded = [o for o in outcomes if o is not None]
+
+    def length(rows: list[dict[str, Any]]) -> float:
+        return sum(len(str(r["sample"])) for r in rows) / len(rows) if rows else 0.0
+
+    optimised = next((s.kind for s in ctx.plan.stages if s.kind in ("dpo", "reward_model")), None)
+    out: dict[str, Any] = {
+        "win_rate": win,
+        "win_rate_ci95": [lo, hi],
+        "pairs": len(pairs),
+        "judged_pairs": len(graded),
+        "wins": sum(o == 1.0 for o in graded),
+        "ties": sum(o == 0.5 for o in graded),
+        "losses": sum(o == 0.0 for o in graded),
+        "mean_length_before": length(before),
+        "mean_length_after": length(after),
+        "scorer": ctx.plan.verifier.name,
+        "optimised": {"dpo": "preference pairs (dpo)", "reward_model": "the trained reward model (grpo/rloo)"}.get(
+            optimised or "", "none"
+        ),
+    }
+    votes = [r["judges"] for r in after + before if r.get("judges")]
+    if votes and len(votes[0]) > 1:
+        from pipelines.judging import agreement_report
+        from pipelines.labels import Label
+
+        report = agreement_report(
+            [{n: Label(j["pass"], j["score"], j["reason"], "") for n, j in v.items()} for v in votes]
+        )
+        out["judge_agreement"] = {"fleiss": report["fleiss"], "warning": report["warning"]}
+    return out
+
+
 def run(ctx: StageContext) -> StageResult:
     plan = ctx.plan
     probe, style = ctx.prompts.probe, ctx.prompts.style
     probe_dir = ctx.earlier("probe")
     if probe is None or probe_dir is None:
         raise StageFailed("evaluate re-probes with the probe's settings: the plan needs a finished probe stage")
-    verifier = verifier_for(plan)
+    verifier = verifier_for(plan, ctx.plan_dir)
     trained = ctx.policy
     if trained == plan.models.base:
         raise StageFailed("evaluate needs a model trained by an earlier stage (sft, psft, dpo, grpo or rloo)")
@@ -89,6 +161,8 @@ def run(ctx: StageContext) -> StageResult:
             "after": ood_after,
             "difference": compare(rates(ood_before_samples, len(ood_rows)), rates(ood_after_samples, len(ood_rows))),
         }
+    if plan.route == "rlhf":
+        metrics["preference"] = preference_metrics(ctx, verifier, before_samples, after_samples, len(rows))
     write_jsonl(ctx.dir / "samples.jsonl", after_samples)
 
     lo, hi = diff["ci95"]
@@ -97,6 +171,14 @@ def run(ctx: StageContext) -> StageResult:
         f"({diff['mean']:+.1%}, 95% CI {lo:+.1%} to {hi:+.1%}, {len(rows)} prompts)"
     )
     ctx.console.print(f"  {line}")
+    if "preference" in metrics and metrics["preference"]["win_rate"] is not None:
+        p = metrics["preference"]
+        wlo, whi = p["win_rate_ci95"]
+        ctx.console.print(
+            f"  win rate over the base {p['win_rate']:.1%} (95% CI {wlo:.1%} to {whi:.1%}; {p['ties']} ties, "
+            f"{p['pairs']} pairs, judged by {p['scorer']}); mean reply length {p['mean_length_before']:.0f} -> "
+            f"{p['mean_length_after']:.0f} chars"
+        )
     if "ood" in metrics:
         o = metrics["ood"]
         ctx.console.print(

@@ -71,15 +71,28 @@ def pass_rate(
     model: Path, prompts: list[Any], refs: list[Any], verifier: Any, max_new_tokens: int, batch_size: int
 ) -> float | None:
     """Greedy pass@1 over the gradable eval prompts (None when the verifier can grade none)."""
+    return greedy_scores(model, prompts, refs, verifier, max_new_tokens, batch_size)["eval_pass@1"]
+
+
+def greedy_scores(
+    model: Path, prompts: list[Any], refs: list[Any], verifier: Any, max_new_tokens: int, batch_size: int
+) -> dict[str, Any]:
+    """``eval_pass@1`` (as :func:`pass_rate`) and the greedy outputs' diversity (``distinct``,
+    ``distinct_2``, ``mean_length``: what the doctor reads to see repetition and length drift)."""
+    from pipelines.doctor.history import diversity
     from pipelines.generation.hf import HFGenerator
 
     generator = HFGenerator(str(model), batch_size=batch_size)
     outputs = generator.generate(prompts, n=1, temperature=0.0, max_new_tokens=max_new_tokens, seed=0)
     del generator  # free the model before the next checkpoint loads
     _release_memory()
-    verdicts = verifier.verify_batch([o[0] for o in outputs], refs)
+    texts = [o[0] for o in outputs]
+    from pipelines.sampling import references_for
+
+    verdicts = verifier.verify_batch(texts, references_for(verifier, prompts, refs))
     graded = [v for v in verdicts if v.gradable]
-    return sum(v.passed for v in graded) / len(graded) if graded else None
+    rate = sum(v.passed for v in graded) / len(graded) if graded else None
+    return {"eval_pass@1": rate, **{k: round(v, 4) for k, v in diversity([str(t) for t in texts]).items()}}
 
 
 def _release_memory() -> None:
@@ -112,12 +125,12 @@ def score_checkpoints(
     with ctx.progress("scoring checkpoints", total=len(found), unit="checkpoints") as advance:
         for step, folder in found:
             model = materialize(folder, ctx.dir / "eval-model", job["lora"], False) if job["lora"] else folder
-            score = (
-                pass_rate(model, prompts, refs, verifier, max_new_tokens, ctx.plan.compute.generation_batch_size)
+            scores = (
+                greedy_scores(model, prompts, refs, verifier, max_new_tokens, ctx.plan.compute.generation_batch_size)
                 if prompts
-                else None
+                else {"eval_pass@1": None}
             )
-            rows.append({"step": step, "eval_pass@1": score, "path": str(folder)})
+            rows.append({"step": step, **scores, "path": str(folder)})
             advance(1)
     shutil.rmtree(ctx.dir / "eval-model", ignore_errors=True)
     return rows

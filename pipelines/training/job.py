@@ -20,7 +20,6 @@ launch``, once per rank (:mod:`pipelines.training.launch`). The fields:
 ``reward``          grpo/rloo: ``{"verifier": name, "options": {...}}`` or
                     ``{"model": reward model directory}``
 ``use_vllm``        grpo/rloo: generate with vLLM (colocated on the training GPUs)
-``threads``         torch threads of each training process (``torch.set_num_threads``)
 ==================  ==============================================================
 
 Settings that follow from the machine (KNOWLEDGE.md, section 7): without CUDA
@@ -29,9 +28,7 @@ turns it on by default); always ``report_to="none"``. Models are passed as paths
 never as objects, so TRL can rebuild reference models from them.
 
 Resuming: if ``output_dir`` holds a complete checkpoint (one with
-``trainer_state.json``, written last), training resumes from the latest one. Only
-that one needs its optimizer state: each time a checkpoint is saved, older ones lose
-theirs (:func:`prune_training_state`) and keep just the weights that are scored.
+``trainer_state.json``, written last), training resumes from the latest one.
 """
 
 from __future__ import annotations
@@ -63,39 +60,6 @@ def complete_checkpoints(output_dir: Path) -> list[tuple[int, Path]]:
         if step.isdigit() and (folder / "trainer_state.json").exists():
             found.append((int(step), folder))
     return sorted(found)
-
-
-#: Checkpoint entries that only a resume needs: optimizer (DeepSpeed/FSDP shards too), scheduler, RNG.
-RESUME_ONLY = ("optimizer*", "scheduler.pt", "scaler.pt", "rng_state*", "global_step*")
-
-
-def prune_training_state(output_dir: Path) -> list[Path]:
-    """Delete the resume-only state of every complete checkpoint but the newest; return what went.
-
-    The weights and ``trainer_state.json`` stay: the stage scores every checkpoint when
-    training ends, and a resume starts from the newest, which keeps everything.
-    """
-    import shutil
-
-    removed = []
-    for _, folder in complete_checkpoints(output_dir)[:-1]:
-        for pattern in RESUME_ONLY:
-            for entry in folder.glob(pattern):
-                shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
-                removed.append(entry)
-    return removed
-
-
-def pruner() -> Any:
-    """A TrainerCallback that calls :func:`prune_training_state` after every save (rank 0)."""
-    from transformers import TrainerCallback
-
-    class Pruner(TrainerCallback):
-        def on_save(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-            if state.is_world_process_zero:
-                prune_training_state(Path(args.output_dir))
-
-    return Pruner()
 
 
 def quiet_training() -> None:
@@ -232,14 +196,52 @@ def build_reward_model(job: dict[str, Any], args: dict[str, Any], callbacks: lis
 
 
 def reward_functions(job: dict[str, Any]) -> list[Any]:
-    """The plan's verifier as a TRL reward function, or the trained reward model's directory."""
-    spec = job["reward"]
-    if "model" in spec:
-        return [spec["model"]]  # GRPOTrainer/RLOOTrainer load it as AutoModelForSequenceClassification
+    """The plan's verifier, or the trained reward model, as a TRL reward function.
+
+    A reward model is scored through the ``reward_model`` verifier (``prompt + reply + eos``,
+    as ``RewardTrainer`` saw its pairs), so the reward it optimises is the number it was
+    trained to give. With ``reward_shuffle`` (a control run) the rewards are permuted
+    within each group of ``num_generations``: the same numbers, no signal.
+    """
     import verifiers
 
-    verifier = verifiers.get(spec["verifier"], **spec.get("options", {}))
-    return [verifier.as_reward(reference_field="reference")]
+    spec = job["reward"]
+    if "model" in spec:
+        reward = verifiers.get("reward_model", model=spec["model"]).as_reward()
+    else:
+        verifier = verifiers.get(spec["verifier"], **spec.get("options", {}))
+        reward = verifier.as_reward(reference_field="reference")
+    if job["options"].get("reward_shuffle"):
+        reward = shuffled_within_groups(reward, job["options"]["num_generations"], job["options"]["seed"])
+    from pipelines.training.diversity import logging_diversity
+
+    return [logging_diversity(reward)]  # also logs how varied the samples are, for the doctor
+
+
+def shuffled_within_groups(reward: Any, group: int, seed: int) -> Any:
+    """``reward`` with its values permuted inside each consecutive group of ``group`` completions.
+
+    TRL lays out each prompt's ``num_generations`` completions next to each other, so a
+    group here is one prompt's completions.
+
+    >>> f = shuffled_within_groups(lambda **kw: [0.0, 1.0, 2.0, 3.0], group=2, seed=0)
+    >>> sorted(f(completions=[""] * 4)[:2]), sorted(f(completions=[""] * 4)[2:])
+    ([0.0, 1.0], [2.0, 3.0])
+    """
+    import random
+
+    rng = random.Random(seed)
+
+    def shuffled(**kwargs: Any) -> list[float | None]:
+        values = list(reward(**kwargs))
+        for start in range(0, len(values), group):
+            chunk = values[start : start + group]
+            rng.shuffle(chunk)
+            values[start : start + group] = chunk
+        return values
+
+    shuffled.__name__ = getattr(reward, "__name__", "reward") + "_shuffled"
+    return shuffled
 
 
 def build_online_rl(job: dict[str, Any], args: dict[str, Any], callbacks: list[Any]) -> Any:
@@ -372,7 +374,7 @@ def _train(job: dict[str, Any], callbacks: list[Any] | None) -> dict[str, Any]:
 
     cuda = torch.cuda.is_available()
     args = training_args(job, cuda)
-    trainer = BUILDERS[job["kind"]](job, args, [*(callbacks or []), pruner()])
+    trainer = BUILDERS[job["kind"]](job, args, list(callbacks or []))
     trainer.remove_callback(PrinterCallback)  # it prints every log dict; callbacks report instead
     done = complete_checkpoints(Path(job["output_dir"]))
     resume = str(done[-1][1]) if done else None
@@ -395,5 +397,3 @@ def _train(job: dict[str, Any], callbacks: list[Any] | None) -> dict[str, Any]:
         write_json(Path(job["result_file"]), result)
     trainer.accelerator.wait_for_everyone()
     return result
-    if job.get("threads"):
-        torch.set_num_threads(int(job["threads"]))

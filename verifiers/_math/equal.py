@@ -7,6 +7,7 @@ builds on (``verifiers._math.parse``).
 from __future__ import annotations
 
 import contextlib
+import os
 import random
 import re
 from fractions import Fraction
@@ -17,6 +18,7 @@ import sympy
 from verifiers._math.latex import ParseError
 from verifiers._math.parse import (
     Choice,
+    ChoiceValue,
     Equation,
     Matrix,
     Scalar,
@@ -61,16 +63,25 @@ def numbers_equal(g: Any, p: Any, p_dec: bool) -> bool:
 
 
 def expr_equal(a: Any, b: Any) -> bool:
-    """Symbolic equality: the difference expands to 0 or vanishes at five random points."""
+    """Symbolic equality, decided exactly where sympy can and at unpredictable points where it cannot.
+
+    Equal when the difference expands to 0. Otherwise it is evaluated at five
+    points drawn afresh for every call from ``os.urandom`` (rationals with large
+    random denominators), so no response can aim a term to vanish where it is
+    checked (``\\sin(97\\pi x)`` vanishes at every fixed grid of ninety-sevenths).
+    Any point where it does not vanish decides "not equal"; when all vanish,
+    ``simplify`` reducing it to 0 confirms, and otherwise five unpredictable
+    points agreeing is taken as equal.
+    """
     d = a - b
     if d == 0 or sympy.expand(d) == 0:
         return True
     syms = sorted(d.free_symbols, key=str)
     if not syms:
         return numbers_equal(a, b, False)
-    rng = random.Random(1234)
+    rng = random.Random(os.urandom(16))
     for _ in range(5):
-        point = {x: sympy.Rational(rng.choice((-1, 1)) * rng.randint(11, 290), 97) for x in syms}
+        point = {x: sympy.Rational(rng.randint(-(10**7), 10**7), rng.randint(10**6, 10**7)) for x in syms}
         try:
             val = complex(sympy.N(d.subs(point), 40))
             ref = abs(complex(sympy.N(a.subs(point), 20))) + 1
@@ -78,11 +89,18 @@ def expr_equal(a: Any, b: Any) -> bool:
             return False
         if abs(val) > 1e-25 * ref:
             return False
+    with contextlib.suppress(Exception):
+        if sympy.simplify(d) == 0:
+            return True
     return True
 
 
 def scalar_equal(g: Scalar, p: Scalar) -> bool:
     """Units, base subscripts, percent, then the number or expression itself."""
+    if (g.unit == "deg") != (p.unit == "deg") and not (g.unit and p.unit):
+        deg, rad = (g, p) if g.unit == "deg" else (p, g)
+        if rad.value.has(sympy.pi) and not rad.value.free_symbols:  # 60° for pi/3, and back
+            return numbers_equal(rad.value, deg.value * sympy.pi / 180, False)
     if g.unit and p.unit and g.unit != p.unit:
         return False
     if g.base or p.base:
@@ -116,7 +134,15 @@ def reduce(node: Any) -> Any:
 
 def equal(g: Any, p: Any) -> bool:
     """Does the parsed response ``p`` answer the parsed gold ``g``? (The conventions, by gold type.)"""
+    if isinstance(g, Equation) and g.var is None and isinstance(p, Equation) and p.var and _plain(p.var):
+        p = Equation(None, sympy.Symbol(p.var), _expr(p.rhs))  # "y = 2x + 3" against "2x - y + 3 = 0"
     g, p = reduce(g), reduce(p)
+    if isinstance(g, ChoiceValue):  # "(C) 12": the letter, or the value it stands for
+        if isinstance(p, (Choice, ChoiceValue)):
+            return g.letter == p.letter
+        return equal(g.value, p)
+    if isinstance(p, ChoiceValue):
+        return isinstance(g, Choice) and g.letter == p.letter
     if isinstance(g, Choice):
         if isinstance(p, Choice):
             return g.letter == p.letter
@@ -134,6 +160,8 @@ def equal(g: Any, p: Any) -> bool:
     if isinstance(g, Seq):
         if isinstance(p, Matrix):
             p = _vector(p)
+        if isinstance(p, SetVal) and not p.from_ineq and g.kind == "tuple" and len(g.items) == 2:
+            return equal(as_set(g), p)  # (0, 1) as an open interval, for a stated range
         if not isinstance(p, Seq):
             return False
         if g.kind == "tuple":
@@ -168,6 +196,16 @@ def equal(g: Any, p: Any) -> bool:
         ratio = sympy.simplify(dg / dp)
         return bool(ratio.is_number and ratio != 0)
     return False
+
+
+def _plain(name: str) -> bool:
+    return bool(re.fullmatch(r"[A-Za-z](?:_[A-Za-z0-9]{1,3})?", name))
+
+
+def _expr(node: Any) -> Any:
+    if isinstance(node, Scalar) and not node.unit and not node.pct:
+        return node.value
+    raise ParseError("not an expression")
 
 
 def _vector(m: Matrix) -> Any:

@@ -41,6 +41,12 @@ class Choice:
 
 
 @dataclass
+class ChoiceValue:
+    letter: str
+    value: Any  # the node after the letter: "(C) 12"
+
+
+@dataclass
 class Seq:
     kind: str  # "set" | "tuple" | "list"
     items: list[Any]
@@ -76,6 +82,66 @@ _UNIT_SYN = {
     "dollar": "usd", "usd": "usd", "degree": "deg", "°": "deg", "inche": "in", "inch": "in", "foot": "ft",
     "feet": "ft", "mile": "mi", "liter": "l", "litre": "l", "unit": "", "squareunit": "", "cent": "cent",
 }  # fmt: skip
+#: Words that change what a number means when they follow it ("7 or more", "5 thousand",
+#: "2 squared", "4 is wrong"): never a unit, so the answer is refused.
+MEANING_WORDS = frozenset(
+    [
+        "or",
+        "and",
+        "not",
+        "no",
+        "nor",
+        "is",
+        "are",
+        "was",
+        "isnt",
+        "more",
+        "less",
+        "fewer",
+        "than",
+        "least",
+        "most",
+        "at",
+        "about",
+        "approximately",
+        "around",
+        "roughly",
+        "maybe",
+        "perhaps",
+        "possibly",
+        "between",
+        "to",
+        "from",
+        "thousand",
+        "thousands",
+        "million",
+        "millions",
+        "billion",
+        "billions",
+        "trillion",
+        "hundred",
+        "hundreds",
+        "dozen",
+        "dozens",
+        "squared",
+        "cubed",
+        "times",
+        "plus",
+        "minus",
+        "over",
+        "of",
+        "half",
+        "double",
+        "triple",
+        "twice",
+        "wrong",
+        "incorrect",
+        "false",
+        "true",
+        "answer",
+        "none",
+    ]
+)
 _UNIT2 = {"cm", "mm", "km", "kg", "mg", "ml", "ft", "in", "mi", "yd", "hr", "oz", "lb", "mph", "usd", "sec", "min"}
 
 
@@ -142,6 +208,9 @@ def parse(s: str, depth: int = 0) -> Any:
     m = re.fullmatch(r"\(([A-Ja-j])\)|([A-J])", s)
     if m:
         return Choice((m.group(1) or m.group(2)).upper())
+    m = re.fullmatch(r"\(([A-J])\)\s*(?:\\text\{\s*\}\s*)?(\S.*)", s)
+    if m:  # "(C) 12": the letter and the value it stands for
+        return ChoiceValue(m.group(1), parse(m.group(2), depth + 1))
     if s.startswith("\\begin{"):
         return parse_matrix(s)
     s = re.sub(r"^[A-Za-z]\s*\\in(?![A-Za-z])\s*", "", s)  # "x \in (2, 3)" is the interval
@@ -169,6 +238,12 @@ def parse(s: str, depth: int = 0) -> Any:
             a, b = (as_number(n) for n in nodes)
             return SetVal(sympy.Interval(a, b, s[0] == "(", s[-1] == ")"), False)
         return Seq("tuple", nodes)
+    ratio = split_top(s, re.compile(r":"))
+    if len(ratio) == 2 and all(re.fullmatch(r"-?[\d.]+", r.strip()) for r in ratio):
+        a, b = (to_sympy(r.strip()) for r in ratio)
+        if b == 0:
+            raise ParseError("a ratio to zero")
+        return Scalar(a / b)  # 7:32 is the number 7/32; 14:64 is the same ratio
     rel = _relation(s, depth)
     if rel is not None:
         return rel
@@ -185,6 +260,11 @@ def parse_scalar(s: str) -> Any:
     if pct:
         s = s[:-1].strip()
     unit = None
+    for text in re.findall(r"\\text\{([^{}]*)\}", s) + [re.sub(r"\\text\{[^{}]*\}|\\[A-Za-z]+", " ", s)]:
+        if re.search(r"\d", s) and any(
+            w.lower().replace("'", "") in MEANING_WORDS for w in re.findall(r"[A-Za-z']+", text)
+        ):
+            raise ParseError("words that change the answer")
     m = re.fullmatch(r"(.*?)\s*\\text\{([^{}]*)\}((?:\^\{?\d\}?)?)", s)
     if m and m.group(1) and re.search(r"[A-Za-z]", m.group(2)):
         s, unit = m.group(1), unit_name(m.group(2) + m.group(3))
@@ -240,6 +320,12 @@ def parse_matrix(s: str) -> Matrix:
     return Matrix(cells)
 
 
+_NAME = re.compile(r"[A-Za-z]{1,3}(?:_\{?[A-Za-z0-9]{1,3}\}?)?(?:\([^()=]{1,20}\))?")
+_NAMES = re.compile(r"\((?:\s*[A-Za-z](?:_\{?\d\}?)?\s*,)+\s*[A-Za-z](?:_\{?\d\}?)?\s*\)")
+_SUM_OF_NAMES = re.compile(r"[A-Za-z](?:\s*[-+*]?\s*[A-Za-z])+")  # m+n, ab, a+b+c: no coefficients
+_CALL = re.compile(r"[A-Za-z]\([A-Za-z]\)")
+
+
 def _relation(s: str, depth: int) -> Any:
     parts = split_top(s, _REL)
     if len(parts) == 1:
@@ -248,9 +334,13 @@ def _relation(s: str, depth: int) -> Any:
     if len(ops) != len(parts) - 1 or any(not p.strip() for p in parts):
         raise ParseError("bad relation")
     if all(op == "=" for op in ops):
-        lhs = parts[0].strip()
-        if re.fullmatch(r"[A-Za-z](?:_\{?[A-Za-z0-9]{1,3}\}?)?", lhs):
-            return Equation(re.sub(r"[{}]", "", lhs), None, parse(parts[-1], depth + 1))
+        lhs, rhs = parts[0].strip(), parts[-1].strip()
+        if len(parts) == 2 and _NAME.fullmatch(rhs) and not re.search(r"[A-Za-z]", lhs):
+            lhs, rhs = rhs, lhs  # "5 = x"
+        if _NAME.fullmatch(lhs) or _NAMES.fullmatch(lhs):  # x = 3, AB = 4, f(2) = -4, (p, q) = (3, 2)
+            return Equation(re.sub(r"[{}\s]", "", lhs), None, parse(rhs, depth + 1))
+        if len(parts) == 2 and _SUM_OF_NAMES.fullmatch(lhs) and not re.search(r"[A-Za-z]", rhs) and to_sympy(rhs) != 0:
+            return Equation(re.sub(r"[{}\s]", "", lhs), None, parse(rhs, depth + 1))  # "m+n = 25": its value
         sides = [to_sympy(p) for p in parts]
         if not any(e.free_symbols for e in sides):  # "48 + 24 = 72": the value, if the chain is true
             if any(a != b and abs(complex(sympy.N(a - b, 50))) > 1e-40 for a, b in zip(sides, sides[1:], strict=False)):
@@ -259,6 +349,9 @@ def _relation(s: str, depth: int) -> Any:
         if len(parts) > 2:
             return parse(parts[-1], depth + 1)
         return Equation(None, sides[0], sides[1])
+    ranged = False
+    if len(parts) == 3 and _CALL.fullmatch(parts[1].strip()):  # "0 < f(x) < 1": the range of a value
+        parts, ranged = [parts[0], "y", parts[2]], True
     exprs = [to_sympy(p) for p in parts]
     free = set().union(*[e.free_symbols for e in exprs])
     if len(free) != 1:
@@ -272,7 +365,9 @@ def _relation(s: str, depth: int) -> Any:
         if rel is sympy.true or rel is sympy.false:
             raise ParseError("constant inequality")
         region = sympy.Intersection(region, _solve(rel, var))
-    return SetVal(region, True)
+    # "x \ne 2" is how the set R minus {2} is written, and "0 < f(x) < 1" states a range: both are
+    # the set itself, accepted where an interval is the gold (a plain "x > 2" is not: see verifiers.math)
+    return SetVal(region, not (ranged or ops == ["\\ne"] or ops == ["!="]))
 
 
 def _solve(rel: Any, var: Any) -> Any:

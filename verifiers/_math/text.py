@@ -12,7 +12,10 @@ import re
 from fractions import Fraction
 from typing import Any
 
+from verifiers._math.numbers import decimal_match, numbers_match, simple_number
 from verifiers.base import tag_contents
+
+__all__ = ["decimal_match", "numbers_match", "simple_number"]  # re-exported: the worker side reads them here
 
 #: A response longer than this is not judged at all (``too_large``).
 MAX_RESPONSE_CHARS = 200_000
@@ -135,6 +138,40 @@ def match_brace(s: str, open_at: int) -> int:
     return -1
 
 
+_REPEAT_BAR = re.compile(r"(-?)(\d*)\.(\d*)\\overline\{(\d{1,12})\}")
+_REPEAT_DOTS = re.compile(r"(-?)(\d*)\.(\d{2,40})(?:\\ldots|\\dots|\.\.\.|\u2026)")
+
+
+def _repeating(sign: str, whole: str, fixed: str, period: str) -> str:
+    """``0.1\\overline{6}`` as the exact fraction it names (1/6)."""
+    value = Fraction(int(whole or 0)) + Fraction(int(fixed or 0), 10 ** len(fixed))
+    value += Fraction(int(period), (10 ** len(period) - 1) * 10 ** len(fixed))
+    value = -value if sign else value
+    return f"\\frac{{{value.numerator}}}{{{value.denominator}}}" if value.denominator != 1 else str(value.numerator)
+
+
+def _dots(m: re.Match[str]) -> str:
+    """``0.333\\ldots``: the shortest period its digits repeat at least twice at the end, else as written."""
+    sign, whole, digits = m.group(1), m.group(2), m.group(3)
+    for k in range(1, len(digits) // 2 + 1):
+        if digits[-k:] == digits[-2 * k : -k]:
+            start = len(digits) - 2 * k
+            while start >= k and digits[start - k : start] == digits[-k:]:
+                start -= k
+            return _repeating(sign, whole, digits[:start], digits[start : start + k])
+    return m.group(0)
+
+
+def _notation(s: str) -> str:
+    """Spellings with one meaning: repeating decimals, the reals, the empty set."""
+    if "overline" in s:
+        s = _REPEAT_BAR.sub(lambda m: _repeating(*m.groups()), s)
+    if "dots" in s or "..." in s or "\u2026" in s:
+        s = _REPEAT_DOTS.sub(_dots, s)
+    s = re.sub(r"\\mathbb\s*\{?\s*R\s*\}?|\u211d", r"(-\\infty, \\infty)", s)
+    return re.sub(r"\\(?:emptyset|varnothing)(?![A-Za-z])|\u2205|\\\{\s*\\\}", r"\\{\\}", s)
+
+
 def clean(s: str) -> str:
     """Normalise LaTeX/unicode spelling without changing meaning.
 
@@ -147,6 +184,7 @@ def clean(s: str) -> str:
         if k in s:
             s = s.replace(k, v)
     s = s.replace("\\left.", "").replace("\\right.", "")
+    s = _notation(s)
     s = _SIZING.sub("", s)
     s = s.replace("\\displaystyle", "").replace("\\!", "").replace("\\$", "").replace("$", "")
     s = re.sub(r"\\[dtc]frac(?![A-Za-z])", r"\\frac", s)
@@ -163,7 +201,8 @@ def clean(s: str) -> str:
     s = s.replace("{,}", ",").replace("\\,", " ")
     s = _SPACING.sub(" ", s)
     s = re.sub(r"\s+", " ", s).strip()
-    s = re.sub(r"\s*([=<>+\-*/^_,;()\[\]{}|&])\s*", r"\1", s)
+    s = re.sub(r"\s*([=<>+\-*/^_;()\[\]{}|&])\s*", r"\1", s)
+    s = re.sub(r"\s*,\s*", ", ", s)  # list commas keep their space: a second clean must not see "2,100"
     s = re.sub(r"(?<=[^\d)}!])!+$", "", re.sub(r"[.,;:\s\x01]+$", "", s))
     return s.replace("\x01", " \\\\ ").strip()
 
@@ -250,22 +289,28 @@ def extract(response: str, fallback_last_number: bool = True, gold: bool = False
     text = response
     if "</think>" in text:
         text = text.rsplit("</think>", 1)[1]
+    if not gold:  # "prove that the answer is \\boxed{42}" restates the task, box or not
+        text = _RESTATED.sub(" ", text)
     boxes = boxed_contents(text)
     if boxes:
-        return _dedupe(boxes, key=str), "boxed"
+        return _dedupe([_unbox(b) for b in boxes], key=str), "boxed"
     tags = tag_contents(text)
     if tags:
         inner = [extract(t, False, gold=False)[0] or [t] for t in tags]
         return _dedupe([c for cands in inner for c in cands], key=str), "answer_tag"
     if "####" in text:
         return [text.rsplit("####", 1)[1].strip().split("\n", 1)[0]], "gsm8k"
-    if gold:
+    if gold and not _worked(text):
         return [text.strip()], "whole"
+    text = text.replace("**", " ").replace("__", " ") if not gold else text
     marks = list(_ANSWER_MARK.finditer(text))
     if marks:
-        rest = _sentence(text[marks[-1].end() :]).strip()
+        rest = _NEGATED_TAIL.sub("", _sentence(text[marks[-1].end() :]).strip())
         if rest:
-            return [_math_or_self(rest)], "answer_is"
+            return [_math_or_self(_stated_in(rest))], "answer_is"
+    bold = _BOLD.findall(response) if not gold else []
+    if bold:  # every bold answer counts, like boxes: "**41** or **42**" is hedging
+        return _dedupe([b.strip() for b in bold], key=str), "bold"
     stripped = text.strip()
     short = len(stripped) <= 100 and "\n" not in stripped
     # "$5 for each, so $15" is currency, not math: skip spans that read as prose
@@ -287,6 +332,49 @@ def extract(response: str, fallback_last_number: bool = True, gold: bool = False
     return [], "none"
 
 
+#: "Show that the answer is 42": the task restated, not an answer (a sentence, dropped).
+_RESTATED = re.compile(
+    r"\b(?:prove|show|verify|check|confirm|demonstrate|explain\s+why)\s+that\b[^\n.]*(?:\.(?=\s|$)|\n|$)", re.IGNORECASE
+)
+#: "20, not 21" / "9 and not 10": the negated alternative is not a second answer.
+_NEGATED_TAIL = re.compile(r"(?:,|;|\s+and|\s+but)?\s+(?:and\s+)?not\s+[^,;]{1,40}$", re.IGNORECASE)
+_BOLD = re.compile(r"\*\*([^*\n]{1,60})\*\*")
+_STATED_IN = re.compile(r"\s(?:is|equals|are|=)\s+(\S+)$")
+
+
+def _stated_in(rest: str) -> str:
+    """The value a prose answer states: "The smallest $k$ is 12" -> "12"; else the text itself."""
+    if len(_PROSE.findall(_strip_commands(rest))) < 2:
+        return rest
+    m = _STATED_IN.search(rest)
+    return m.group(1) if m else rest
+
+
+def _worked(text: str) -> bool:
+    """A gold that is a worked solution (several sentences of prose), read for its final answer."""
+    return len(_PROSE.findall(_strip_commands(text))) >= 4 and bool(_ANSWER_MARK.search(text) or "\n" in text)
+
+
+def _unbox(content: str) -> str:
+    """``\\boxed{\\boxed{7}}`` is 7; any other box inside a box is refused (``NESTED``)."""
+    while True:
+        inner = content.strip()
+        if not re.search(r"\\(?:boxed|fbox)(?![A-Za-z])", inner):
+            return content
+        boxes = boxed_contents(inner)
+        if (
+            len(boxes) == 1
+            and re.fullmatch(r"\\(?:boxed|fbox)\s*\{.*\}", inner, re.DOTALL)
+            and match_brace(inner, inner.index("{")) == len(inner) - 1
+        ):
+            content = boxes[0]
+            continue
+        return NESTED
+
+
+#: The candidate a box holding other boxes becomes: never an answer (5\boxed{6} is not 30).
+NESTED = "\x00nested boxes"
+
 _STATED = re.compile(r"^[^a-zA-Z]*[0-9)][^a-zA-Z]*?\s(?:is|equals|gives|makes)\s+(-?[0-9][0-9.,/]*)\s*[.!]?$")
 
 
@@ -306,61 +394,6 @@ def canon(s: str) -> str:
     return clean(s)
 
 
-# --------------------------------------------------------------------------- numbers
-
-_SIMPLE = re.compile(r"([-+]?)(\d+)?(?:\.(\d+))?(%?)")
-_SIMPLE_FRAC = re.compile(r"([-+]?)(?:\\frac\{(\d+)\}\{(\d+)\}|(\d+)/(\d+))")
-
-
-def simple_number(s: str) -> tuple[Fraction, bool, bool] | None:
-    """(value, is_decimal, has_percent) for a plain numeral or fraction, else None."""
-    m = _SIMPLE.fullmatch(s)
-    if m and (m.group(2) or m.group(3)) and len(s) < 60:
-        whole = int(m.group(2) or 0)
-        frac = m.group(3) or ""
-        value = Fraction(whole) + (Fraction(int(frac), 10 ** len(frac)) if frac else 0)
-        if m.group(1) == "-":
-            value = -value
-        return value, bool(frac) or ("." in s), bool(m.group(4))
-    m = _SIMPLE_FRAC.fullmatch(s)
-    if m and len(s) < 60:
-        num, den = (m.group(2), m.group(3)) if m.group(2) else (m.group(4), m.group(5))
-        if int(den) == 0:
-            return None
-        value = Fraction(int(num), int(den))
-        return (-value if m.group(1) == "-" else value), False, False
-    return None
-
-
-def _round(x: Fraction, places: int) -> int:
-    return int((x * 10**places + Fraction(1, 2)) // 1)
-
-
-def decimal_match(gold: Fraction, pred: Fraction) -> bool:
-    """Agree when rounded to 6 decimal places; below 1e-4 in size, to 6 significant digits."""
-    if gold != 0 and abs(gold) < Fraction(1, 10_000):
-        places = 5
-        mag = abs(gold)
-        while mag < 1:
-            mag *= 10
-            places += 1
-        return _round(gold, places) == _round(pred, places)
-    return _round(gold, 6) == _round(pred, 6)
-
-
-def numbers_match(g: Fraction, g_dec: bool, g_pct: bool, p: Fraction, p_dec: bool, p_pct: bool) -> bool:
-    """The number conventions (decimal rounding, percent as a unit) on exact rationals."""
-
-    def eq(gv: Fraction, pv: Fraction) -> bool:
-        return decimal_match(gv, pv) if p_dec else gv == pv
-
-    if g_pct == p_pct:
-        return eq(g, p)
-    if g_pct:
-        return eq(g, p) or eq(g / 100, p)
-    return eq(g, p) or eq(g, p / 100)
-
-
 def fast_judge(pred: str, gold: str) -> bool | None:
     """Decide a cleaned pair without sympy when that is certain; None means 'ask the worker'."""
     if pred == gold and braces_balanced(gold):
@@ -369,6 +402,24 @@ def fast_judge(pred: str, gold: str) -> bool | None:
     if a is not None and b is not None:
         return numbers_match(b[0], b[1], b[2], a[0], a[1], a[2])
     return None
+
+
+#: A decimal comma where a list reading is unlikely: a zero whole part (0,75), and only against a
+#: one-number gold. 3,5 stays the list {3, 5}, as it always was.
+_DECIMAL_COMMA = re.compile(r"^(-?0), ?(\d+)$")
+
+
+def _top_level_items(s: str) -> int:
+    """How many comma-separated items ``s`` has outside brackets."""
+    depth, n = 0, 1
+    for ch in s:
+        if ch in "{([":
+            depth += 1
+        elif ch in "})]":
+            depth -= 1
+        elif ch == "," and depth == 0:
+            n += 1
+    return n
 
 
 def prepare(response: object, reference: object, fallback_last_number: bool = True) -> tuple:
@@ -399,9 +450,16 @@ def prepare(response: object, reference: object, fallback_last_number: bool = Tr
     for c in found:
         if len(c) > MAX_ANSWER_CHARS:
             return "done", "too_large", f"answer of {len(c)} characters (limit {MAX_ANSWER_CHARS})", c[:200]
+    if NESTED in found:
+        return "done", "fail", "a box inside a box is not an answer", None
     cands = _dedupe([c for c in (clean(x) for x in found) if c], key=str)
     if not cands:
         return "done", "fail", "no answer found", None
+    items = _top_level_items(gold)
+    if source == "boxed" and len(cands) > 1 and len(cands) == items:
+        cands = [", ".join(cands)]  # \boxed{1}, \boxed{2} for the gold "1, 2": one answer in several boxes
+    if items == 1 and simple_number(gold) is not None:
+        cands = [_DECIMAL_COMMA.sub(r"\1.\2", c) for c in cands]
     extracted = cands[-1]
     for c in cands:
         if len(c) > MAX_ANSWER_CHARS:

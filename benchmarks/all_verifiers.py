@@ -1,8 +1,8 @@
 """One line per verifier: accuracy, false passes, median / p99 / max latency, in one run.
 
 Run:
-    python benchmarks/verifiers.py [--data tests/data/math_pairs.jsonl] [--show]
-    python benchmarks/verifiers.py --verifiers-from DIR   # another checkout's verifiers/ (a "before")
+    python benchmarks/all_verifiers.py [--data tests/data/math_pairs.jsonl] [--show]
+    python benchmarks/all_verifiers.py --verifiers-from DIR   # another checkout's verifiers/ (a "before")
 
 Math: our ``MathVerifier`` (result cache off, one ``verify`` at a time, so each
 pair is really judged) against Math-Verify (called as verl calls it: the gold
@@ -112,10 +112,10 @@ def other_cases() -> dict[str, list[tuple[str, object, bool]]]:
     tests = {"mode": "assert", "entry_point": "f", "tests": "assert f(2, 3) == 5"}
     return {
         "game24": [
-            ("<answer>(10 - 4) * (13 - 9)</answer>", [10, 4, 13, 9], True),
+            ("<answer>(10 - 4) * (13 - 9)</answer>", {"values": [10, 4, 13, 9]}, True),
             ("(8 / (3 - 8 / 3))", [8, 3, 8, 3], True),
             ("<answer>4 * 6</answer>", [4, 6, 1, 1], False),
-            ("<answer>(10 - 4) * (13 - 8)</answer>", [10, 4, 13, 9], False),
+            ("<answer>(10 - 4) * (13 - 8)</answer>", {"values": [10, 4, 13, 9]}, False),
             ("<answer>" * 25000, [1, 2, 3, 4], False),
             ("(" * 100_000 + "1+2+3*6" + ")" * 100_000, [1, 2, 3, 6], False),
             (huge, [1, 2, 3, 4], False),
