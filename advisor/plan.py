@@ -11,6 +11,7 @@ Parse a plan (schema only; ``advisor.validate`` checks everything else)::
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -111,13 +112,41 @@ class VLLMOptions(Strict):
     )
 
 
+def available_cores() -> int:
+    """Cores this process may run on (its CPU affinity, which containers and taskset narrow)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS, Windows
+        return os.cpu_count() or 1
+
+
 class Compute(Strict):
     gpus: int = Field(default=0, ge=0)
     num_processes: int = Field(default=1, ge=1)
     distributed: Literal["ddp", "deepspeed", "fsdp"] = "ddp"
     tensor_parallel_size: int = Field(default=1, ge=1)
     generation_batch_size: int = Field(default=16, ge=1)
+    threads: int | None = Field(
+        default=None,
+        ge=1,
+        description="torch threads per computing process and verification workers; "
+        "default: OMP_NUM_THREADS if set, else the available cores divided by num_processes",
+    )
     vllm: VLLMOptions = Field(default_factory=VLLMOptions)
+
+    def threads_per_process(self) -> int:
+        """Threads each computing process may use without oversubscribing the machine.
+
+        ``threads`` when the plan sets it; else ``OMP_NUM_THREADS`` when the environment
+        sets it (the user said so); else the cores this process may run on, shared by
+        the ``num_processes`` that compute at once. Never below 1.
+        """
+        if self.threads is not None:
+            return self.threads
+        env = os.environ.get("OMP_NUM_THREADS", "")
+        if env.isdigit() and int(env) > 0:
+            return int(env)
+        return max(1, available_cores() // self.num_processes)
 
     @model_validator(mode="before")
     @classmethod
@@ -182,6 +211,7 @@ class RejectionSampleStage(Sampling):
     kind: Literal["rejection_sample"] = "rejection_sample"
     samples: int = Field(default=16, ge=1)
     max_per_prompt: int = Field(default=10, ge=1)
+    limit: int | None = Field(default=None, ge=1, description="a seeded sample of this many training prompts")
     dedupe: bool = True
     keep: Literal["verified", "all"] = Field(
         default="verified",

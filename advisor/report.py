@@ -173,6 +173,11 @@ def read_stages(plan: Any, run_dir: Path) -> list[StageView]:
             view.status = manifest.get("status", "done")
             view.seconds = manifest.get("seconds")
             view.summary = manifest.get("summary") or ""
+            attempts = as_number(manifest.get("attempts"))
+            if attempts and attempts > 1 and as_number(view.seconds) is not None:
+                this = as_number(manifest.get("attempt_seconds"))
+                last = f", the last {this:.1f}s" if this is not None else ""
+                view.notes.append(f"resumed: {view.seconds:.1f}s over {attempts:.0f} attempts{last}")
             view.stop = manifest.get("stop")
             view.metrics = _read(folder / "metrics.json") or {}
         views.append(view)
@@ -258,6 +263,9 @@ def stage_section(view: StageView) -> None:
     if isinstance(m.get("curation"), list):
         steps = [[str(_d(c).get(k, "")) for k in ("name", "rows_in", "rows_out")] for c in m["curation"]]
         view.tables.append(Table("curation", ["step", "rows in", "rows out"], steps))
+    if view.kind == "probe" and m.get("split"):
+        what = "the gate and the prompt style" if _d(m.get("compare")) else "the gate"
+        view.notes.append(f"{what}: decided on {m['split']} (the base model's pass@1 there)")
     if view.kind in TRAIN_KINDS:
         train_section(view)
     if view.kind == "evaluate":
@@ -294,9 +302,22 @@ def train_section(view: StageView) -> None:
             for c in checkpoints
         ]
         view.tables.append(Table("checkpoints", ["step", label, "chosen"], cells))
+        if key == "eval_pass@1":
+            view.notes.append(checkpoint_note(_d(m.get("checkpoint_eval"))))
         pts = _points(checkpoints, key)
         if pts:
             view.plots.append(line_chart(f"{view.name}: checkpoint {label}", {label: pts}, True, chosen_step))
+
+
+def checkpoint_note(info: dict[str, Any]) -> str:
+    """Which split chose the checkpoint (the report names every choice's split)."""
+    source = info.get("source")
+    if not source:
+        return "no validation prompts: the last checkpoint was kept, no choice was made"
+    return (
+        f"checkpoint chosen on {source} ({info.get('prompts')} prompts, greedy pass@1); "
+        "data.eval, where the gain is reported, played no part in the choice"
+    )
 
 
 def doctor_section(view: StageView) -> None:

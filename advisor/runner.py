@@ -127,9 +127,14 @@ def run_plan(
             stage_fn = _load_stage(stage.kind)
             _prepare_dir(ctx.dir, config_hash, inputs, fresh)
             console.rule(f"{ctx.dir.name}")
+            earlier = _begin_attempt(ctx.dir)
             started = time.time()
-            result = stage_fn(ctx)
-            seconds = time.time() - started
+            try:
+                result = stage_fn(ctx)
+            finally:  # a failed or interrupted attempt's time counts when the stage is resumed
+                seconds = time.time() - started
+                _end_attempt(ctx.dir, seconds)
+            total = sum(a["seconds"] for a in earlier) + seconds
             write_json(ctx.dir / "metrics.json", result.metrics)
             manifest = {
                 "stage": ctx.dir.name,
@@ -139,13 +144,15 @@ def run_plan(
                 "input_hashes": inputs,
                 "outputs": {name: _describe_output(path) for name, path in result.outputs.items()},
                 "started": started,
-                "seconds": round(seconds, 3),
+                "seconds": round(total, 3),  # every attempt: a resumed stage's earlier work counts
+                "attempt_seconds": round(seconds, 3),
+                "attempts": len(earlier) + 1,
                 "summary": result.summary,
                 "stop": result.stop,
                 "settled_route": result.settled_route,
             }
             write_json(manifest_path, manifest)  # last: its existence means the stage finished
-            row.update(status=manifest["status"], seconds=round(seconds, 1), summary=result.summary)
+            row.update(status=manifest["status"], seconds=round(total, 1), summary=result.summary)
             plan = _after_stage(plan, manifest, run_dir, console)
     except KeyboardInterrupt:
         raise Interrupted("interrupted: finished shards are kept; run the same command to resume") from None
@@ -171,10 +178,40 @@ def _prepare_dir(folder: Path, config_hash: str, inputs: dict[str, str], fresh: 
 
     marker = folder / "started.json"
     expected = {"config_hash": config_hash, "input_hashes": inputs}
-    if folder.exists() and (fresh or not marker.exists() or read_json(marker) != expected):
+    made_with = read_json(marker) if marker.exists() else {}
+    if folder.exists() and (fresh or {k: made_with.get(k) for k in expected} != expected):
         shutil.rmtree(folder)
     if not marker.exists():
-        write_json(marker, expected)
+        write_json(marker, {**expected, "attempts": []})
+
+
+def _begin_attempt(folder: Path) -> list[dict[str, Any]]:
+    """Record a new attempt in ``started.json``; return the earlier ones, each with its seconds.
+
+    An attempt that ended in an exception (Ctrl-C included) recorded its own time. One
+    whose process was killed outright did not: it is timed to the last file it wrote
+    in the stage folder (its last finished shard or checkpoint), a lower bound.
+    """
+    marker = folder / "started.json"
+    state = read_json(marker)
+    attempts = state.get("attempts", [])
+    for attempt in attempts:
+        if "seconds" not in attempt:
+            written = [p.stat().st_mtime for p in folder.rglob("*") if p.is_file() and p != marker]
+            attempt["seconds"] = round(max([attempt["started"], *written]) - attempt["started"], 3)
+            attempt["ended"] = "killed; timed to the last file it wrote"
+    earlier = list(attempts)
+    write_json(marker, {**state, "attempts": [*attempts, {"started": time.time()}]})
+    return earlier
+
+
+def _end_attempt(folder: Path, seconds: float) -> None:
+    marker = folder / "started.json"
+    state = read_json(marker)
+    attempts = state.get("attempts", [])
+    if attempts:
+        attempts[-1]["seconds"] = round(seconds, 3)
+        write_json(marker, {**state, "attempts": attempts})
 
 
 def _after_stage(plan: Plan, manifest: dict[str, Any], run_dir: Path, console: Any) -> Plan:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import random
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -60,11 +61,88 @@ def load_rows(
     missing = [f for f in fields if f not in ds.column_names]
     if missing:
         raise InputError(f"{label}: {source} has no field {', '.join(map(repr, missing))} (columns: {ds.column_names})")
-    rows = ds.to_list()
-    if limit is not None and limit < len(rows):
-        rng = random.Random(seed)
-        rows = [rows[i] for i in sorted(rng.sample(range(len(rows)), limit))]
-    return rows
+    return sample_rows(ds.to_list(), limit, seed)
+
+
+def sample_rows(rows: list[dict[str, Any]], limit: int | None, seed: int = 0) -> list[dict[str, Any]]:
+    """A seeded sample of ``limit`` rows in their original order (all of them when ``limit`` is None)."""
+    if limit is None or limit >= len(rows):
+        return rows
+    rng = random.Random(seed)
+    return [rows[i] for i in sorted(rng.sample(range(len(rows)), limit))]
+
+
+# ---- the training split and the validation split that chooses checkpoints ----
+
+#: Without ``data.validation``: the share of ``data.train`` held out to choose checkpoints,
+#: its cap, the fewest training rows that allow a hold-out, and the seed of the draw.
+VALIDATION_SHARE = 0.2
+VALIDATION_MAX = 64
+VALIDATION_MIN_ROWS = 10
+VALIDATION_SEED = 0
+
+
+@dataclass(frozen=True)
+class Splits:
+    """``data.train`` for training and the validation rows that choose checkpoints.
+
+    ``train`` never holds a validation prompt. ``validation_source`` names where the
+    validation rows came from (``data.validation``, or ``data.train (held out ...)``),
+    or is ``None`` when there are none. ``data.eval`` is never one: the gain is
+    reported there, so no choice may be made on it.
+    """
+
+    train: list[dict[str, Any]]
+    validation: list[dict[str, Any]]
+    validation_source: str | None
+
+
+def prompt_key(value: Any) -> str:
+    """What makes two prompts the same prompt: the text (stripped), or a conversation's JSON."""
+    return value.strip() if isinstance(value, str) else json.dumps(value, sort_keys=True)
+
+
+def training_splits(data: Any, base_dir: Path | None = None, fields: tuple[str, ...] = ()) -> Splits:
+    """The plan's ``data.train`` split into training and validation rows.
+
+    With ``data.validation`` those rows validate, and training drops any row whose
+    prompt is one of theirs. Without it, a seeded :data:`VALIDATION_SHARE` of the
+    distinct training prompts (at most :data:`VALIDATION_MAX`, none under
+    :data:`VALIDATION_MIN_ROWS` rows) is held out, drawn only from prompts that are not
+    ``data.eval`` prompts, so validation stays disjoint from the split the gain is
+    reported on. Every stage that reads ``data.train`` calls this, so all of them see
+    the same split.
+
+    Args:
+        data: The plan's ``data`` section.
+        base_dir: Where relative paths start (the plan's folder).
+        fields: Columns ``data.train`` must have.
+    """
+    field = data.prompt_field
+    train = load_rows(data.train, base_dir, fields=(field, *fields), label="data.train") if data.train else []
+    if data.validation:
+        validation = load_rows(data.validation, base_dir, fields=(field,), label="data.validation")
+        held = {prompt_key(r[field]) for r in validation}
+        return Splits([r for r in train if prompt_key(r[field]) not in held], validation, "data.validation")
+    if len(train) < VALIDATION_MIN_ROWS:
+        return Splits(train, [], None)
+    eval_rows = load_rows(data.eval, base_dir, fields=(field,), label="data.eval") if data.eval else []
+    reported = {prompt_key(r[field]) for r in eval_rows}
+    candidates = sorted({prompt_key(r[field]) for r in train} - reported)
+    size = min(VALIDATION_MAX, max(1, round(len(train) * VALIDATION_SHARE)), len(candidates))
+    if size == 0:
+        return Splits(train, [], None)
+    held = set(random.Random(VALIDATION_SEED).sample(candidates, size))
+    validation, seen, kept = [], set(), []
+    for r in train:
+        key = prompt_key(r[field])
+        if key not in held:
+            kept.append(r)
+        elif key not in seen:  # one row per held-out prompt; its duplicates leave training too
+            seen.add(key)
+            validation.append(r)
+    source = f"data.train (held out: {len(validation)} of {len(train)} rows, seed {VALIDATION_SEED})"
+    return Splits(kept, validation, source)
 
 
 def read_rows(path: Path) -> list[dict[str, Any]]:

@@ -98,11 +98,22 @@ def test_gate_fails_with_verdict_and_exit_1(tmp_path):
         assert result.exit_code == 1, result.output
         assert "stopped: probe: pass@1 = 0.0%" in result.output
         assert "under the 20% gate" in result.output and "change the base model" in result.output
+        # every answer is a number (format compliance 100%): the verdict blames the skill, not the format
+        assert "cannot solve these prompts" in result.output and "improve the prompt" not in result.output
         assert not (tmp_path / "runs" / "probe-test" / "02-synthesize").exists(), "nothing after the gate runs"
         # a re-run does not re-probe: the finished probe's verdict stands
         before = len(server.requests)
         again = run_cli("run", plan, cwd=tmp_path)
         assert again.exit_code == 1 and len(server.requests) == before
+
+
+def test_gate_verdict_asks_for_a_better_prompt_when_answers_lack_the_format(tmp_path):
+    """Empty replies: no answer to extract (format compliance 0%), so the prompt is what to fix first."""
+    with OpenAIServer(reply=lambda messages: "", model_name="scripted") as server:
+        result = run_cli("run", make_plan(tmp_path, server.base_url), cwd=tmp_path)
+    assert result.exit_code == 1, result.output
+    assert "improve the prompt" in result.output and "format compliance now 0%" in result.output
+    assert "cannot solve these prompts" not in result.output
 
 
 def test_rerun_skips_matching_manifest_and_fresh_redoes(tmp_path):
@@ -229,6 +240,12 @@ def test_kill_9_loses_at_most_the_shard_in_flight(tmp_path):
     keys = [(r["prompt_index"], r["sample_index"]) for r in rows]
     assert len(keys) == len(set(keys)) == 80
     assert json.loads((shards.parent / "metrics.json").read_text())["pass@1"] == pytest.approx(0.6)
+    # the killed attempt's time counts: timed to the last shard it wrote
+    killed, resumed = json.loads((shards.parent / "started.json").read_text())["attempts"]
+    assert killed["ended"].startswith("killed") and killed["seconds"] > 0
+    manifest = json.loads((shards.parent / "manifest.json").read_text())
+    assert manifest["attempts"] == 2 and manifest["attempt_seconds"] == resumed["seconds"]
+    assert manifest["seconds"] == pytest.approx(killed["seconds"] + resumed["seconds"], abs=1e-2)
 
 
 def test_ctrl_c_stops_cleanly_and_the_rerun_resumes(tmp_path):
@@ -245,6 +262,10 @@ def test_ctrl_c_stops_cleanly_and_the_rerun_resumes(tmp_path):
     assert result.exit_code == 0, result.output
     rows = (shards.parent / "samples.jsonl").read_text().splitlines()
     assert len(rows) == 80
+    interrupted, _ = json.loads((shards.parent / "started.json").read_text())["attempts"]
+    assert interrupted["seconds"] > 0 and "ended" not in interrupted, "Ctrl-C records its own time"
+    manifest = json.loads((shards.parent / "manifest.json").read_text())
+    assert manifest["seconds"] > manifest["attempt_seconds"] and manifest["attempts"] == 2
 
 
 def test_malformed_data_row_names_the_line(tmp_path):

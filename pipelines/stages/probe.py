@@ -49,7 +49,7 @@ def probe_metrics(rows: list[dict[str, Any]], num_prompts: int, samples: int, ga
     lo, hi = wilson(pass1 * len(rates), len(rates))
     n_min = min((n for n, _ in counts), default=0)
     no_signal = sum(1 for r in rates if r in (0.0, 1.0)) / len(rates) if rates else 0.0
-    formatted = sum(1 for r in rows if r.get("extracted") is not None)
+    formatted = sum(1 for r in rows if str(r.get("extracted") or "").strip())  # an empty extraction is no answer
     ungradable = sum(1 for r in rows if not r.get("gradable", True))
     reasons: dict[str, int] = {}
     for r in rows:
@@ -74,13 +74,27 @@ def probe_metrics(rows: list[dict[str, Any]], num_prompts: int, samples: int, ga
     }
 
 
+#: Format compliance at or above which a failed gate is the model's skill, not its format.
+FORMAT_OK = 0.9
+
+
 def gate_verdict(m: dict[str, Any], gate: float, model: str) -> str:
+    """Why the gate failed and what to change, read from the measured format compliance."""
     lo, hi = m["pass@1_ci95"]
-    return (
+    compliance = m["format_compliance"]
+    head = (
         f"probe: pass@1 = {m['pass@1']:.1%} (95% CI {lo:.1%} to {hi:.1%}) on {m['graded_prompts']} prompts is under "
-        f"the {gate:.0%} gate for {model}. Fine-tuning is unlikely to pay. First improve the prompt until the model "
-        f"emits the expected format (format compliance now {m['format_compliance']:.0%}); if no prompt gets there, "
-        "change the base model. A stronger teacher cannot fix a student that never succeeds."
+        f"the {gate:.0%} gate for {model}. Fine-tuning is unlikely to pay. "
+    )
+    if compliance >= FORMAT_OK:
+        return head + (
+            f"The answers are in the expected format (format compliance {compliance:.0%}) but wrong: the model "
+            "cannot solve these prompts: change the base model to a stronger one, or start from easier data."
+        )
+    return head + (
+        f"First improve the prompt until the model emits the expected format (format compliance now "
+        f"{compliance:.0%}); if no prompt gets there, change the base model. "
+        "A stronger teacher cannot fix a student that never succeeds."
     )
 
 
@@ -135,7 +149,8 @@ def run(ctx: StageContext) -> StageResult:
     else:
         chosen = styles[0]
     metrics = dict(results[chosen]["metrics"])
-    metrics.update(style=chosen, gate=opts.gate, model=plan.models.base, verifier=plan.verifier.name)
+    split = "data.eval" if plan.data.eval else "data.train"
+    metrics.update(style=chosen, gate=opts.gate, model=plan.models.base, verifier=plan.verifier.name, split=split)
     if settled:
         metrics["compare"] = {
             s: {"pass@1": r["metrics"]["pass@1"], "pass@1_ci95": r["metrics"]["pass@1_ci95"]}

@@ -10,7 +10,8 @@ why duplicates are dropped rather than counted twice.
 TRL has no rejection-sampling trainer (BestOfNSampler and IterativeSFTTrainer were
 removed); this stage is the generate-and-filter half, and ``sft`` trains on it.
 
-Inputs: ``data.train`` prompts and answers, the policy (the last trained model, else
+Inputs: ``data.train`` prompts and answers (less the validation prompts that choose
+checkpoints; with ``limit``, a seeded sample of them), the policy (the last trained model, else
 ``models.base``), the probe's prompt style, and an earlier ``synthesize`` stage's
 judged teacher solutions if there is one (they join the SFT data).
 Outputs: ``samples.jsonl`` (every sample with its verdict), ``sft.jsonl`` (TRL
@@ -26,7 +27,7 @@ from typing import Any
 
 from pipelines.artifacts import read_jsonl, write_jsonl
 from pipelines.context import StageContext, StageResult
-from pipelines.data import load_rows, render_prompts
+from pipelines.data import render_prompts, sample_rows, training_splits
 from pipelines.sampling import generator_for, sample_and_verify, verifier_for
 
 _EQUATION = re.compile(r"([0-9().+\-*/^× ]*[0-9)])\s*=\s*(-?[0-9][0-9.,/]*)")
@@ -50,8 +51,9 @@ def path_key(text: str, task_kind: str) -> str:
 
 
 def load_prompts(ctx: StageContext) -> tuple[list[dict[str, Any]], list[Any], list[Any]]:
-    plan, settings = ctx.plan, ctx.prompts
-    rows = load_rows(plan.data.train, ctx.plan_dir, fields=(plan.data.prompt_field,), label="data.train")
+    """The training prompts (validation ones left out), or a seeded sample of ``limit`` of them."""
+    plan, settings, opts = ctx.plan, ctx.prompts, ctx.stage
+    rows = sample_rows(training_splits(plan.data, ctx.plan_dir).train, opts.limit, opts.seed)
     prompts = render_prompts(
         rows, plan.data.prompt_field, settings.style, plan.task.kind, plan.models.chat, inline=settings.template
     )

@@ -31,7 +31,7 @@ from pipelines import curation
 from pipelines.artifacts import write_jsonl
 from pipelines.contamination import contamination_report, decontaminate
 from pipelines.context import StageContext, StageResult
-from pipelines.data import load_rows, render_prompts
+from pipelines.data import load_rows, render_prompts, training_splits
 from pipelines.judging import VERIFIER, aggregate, agreement_report, judge_pairs, provenance
 from pipelines.labels import Label, verifier_label
 from pipelines.sampling import generator_for, sample_and_verify, verifier_for
@@ -51,7 +51,7 @@ class PlainPrompts:
 def load_prompts(ctx: StageContext) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """Training rows split into (needs a teacher solution, already has a gold solution)."""
     plan = ctx.plan
-    rows = load_rows(plan.data.train, ctx.plan_dir, fields=(plan.data.prompt_field,), label="data.train")
+    rows = training_splits(plan.data, ctx.plan_dir).train  # validation prompts never reach training
     field = plan.data.solution_field
     gold = [r for r in rows if field and str(r.get(field) or "").strip()]
     todo = [r for r in rows if not (field and str(r.get(field) or "").strip())]

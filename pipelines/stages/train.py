@@ -32,13 +32,19 @@ ones fully; adapters are merged into the saved model.
 
 Checkpoints are chosen by task accuracy, not by loss (loss can fall while quality
 falls): :data:`CHECKPOINTS` evenly spaced checkpoints are saved; each is scored by
-greedy pass@1 on up to :data:`EVAL_PROMPTS` eval prompts with the plan's verifier
-(a reward model: by pairwise accuracy on held-out pairs); the best becomes
-``model/``. A killed stage resumes from its last checkpoint on the next run.
+greedy pass@1 on up to :data:`EVAL_PROMPTS` validation prompts with the plan's
+verifier (a reward model: by pairwise accuracy on held-out pairs); the best becomes
+``model/``. Validation prompts are ``data.validation``, else a seeded share held out
+of ``data.train`` (and left out of training), never ``data.eval``, where the gain is
+reported; ``metrics.json`` names the split (``checkpoint_eval.source``). A killed
+stage resumes from its last checkpoint on the next run.
+
+Disk: while training, only the newest checkpoint keeps its optimizer state (what a
+resume needs); older ones keep their weights until they are scored. Once ``model/`` is
+written, ``checkpoints/`` is deleted.
 
 Inputs: the plan, earlier stages' outputs (above). Outputs: ``model/`` (weights and
-tokenizer, ``from_pretrained``-ready), ``checkpoints/`` (the last one kept, for
-resuming), ``train.jsonl``, ``job.json``, ``metrics.json`` (``log_history``: the
+tokenizer, ``from_pretrained``-ready), ``train.jsonl``, ``job.json``, ``metrics.json`` (``log_history``: the
 loss/reward/KL curves; every checkpoint's score; the hyperparameters used).
 Run alone: ``advisor run plan.yaml --only sft`` (or psft, dpo, grpo, rloo, reward_model).
 """
@@ -54,7 +60,7 @@ from advisor.errors import InputError, StageFailed
 from pipelines import curation
 from pipelines.artifacts import read_jsonl, write_json, write_jsonl
 from pipelines.context import StageContext, StageResult
-from pipelines.data import load_rows, render_prompts
+from pipelines.data import VALIDATION_MIN_ROWS, load_rows, render_prompts, sample_rows, training_splits
 from pipelines.sampling import quiet_libraries, verifier_for
 from pipelines.training.checkpoints import CHECKPOINTS, choose, materialize, score_checkpoints
 
@@ -103,8 +109,7 @@ def load_sft_rows(ctx: StageContext) -> tuple[list[dict[str, Any]], str]:
     else:
         if not plan.data.train:
             raise InputError(f"{ctx.stage.kind}: no training data: set data.train or run rejection_sample first")
-        fields = (plan.data.prompt_field, plan.data.answer_field)
-        raw = load_rows(plan.data.train, ctx.plan_dir, fields=fields, label="data.train")
+        raw = training_splits(plan.data, ctx.plan_dir, fields=(plan.data.answer_field,)).train
         prompts = render(ctx, raw, plan.data.prompt_field)
         rows = [
             {"prompt": p, "completion": as_turn(p, r[plan.data.answer_field])}
@@ -127,8 +132,7 @@ def load_pair_rows(ctx: StageContext) -> tuple[list[dict[str, Any]], str]:
         if not plan.data.train:
             raise InputError(f"{ctx.stage.kind}: no preference pairs: set data.train or run rejection_sample first")
         chosen, rejected = plan.data.chosen_field, plan.data.rejected_field
-        fields = (plan.data.prompt_field, chosen, rejected)
-        raw = load_rows(plan.data.train, ctx.plan_dir, fields=fields, label="data.train")
+        raw = training_splits(plan.data, ctx.plan_dir, fields=(chosen, rejected)).train
         prompts, source = render(ctx, raw, plan.data.prompt_field), "data.train"
     rows = [
         {"prompt": p, "chosen": as_turn(p, r[chosen]), "rejected": as_turn(p, r[rejected])}
@@ -142,7 +146,7 @@ def load_rl_rows(ctx: StageContext) -> tuple[list[dict[str, Any]], str]:
     plan, opts = ctx.plan, ctx.stage
     if not plan.data.train:
         raise InputError(f"{opts.kind}: set data.train: online RL needs training prompts")
-    raw = load_rows(plan.data.train, ctx.plan_dir, fields=(plan.data.prompt_field,), label="data.train")
+    raw = training_splits(plan.data, ctx.plan_dir).train
     prompts = render(ctx, raw, plan.data.prompt_field)
     refs = [_reference(r.get(plan.data.answer_field)) for r in raw]
     rows = [{"prompt": p, "reference": ref} for p, ref in zip(prompts, refs, strict=True)]
@@ -229,6 +233,7 @@ def build_job(ctx: StageContext, policy: str, lora: bool) -> tuple[dict[str, Any
         "lora": lora,
         "checkpoints": CHECKPOINTS,
         "world_size": plan.compute.num_processes,
+        "threads": plan.compute.threads_per_process(),
     }
     if kind in ("grpo", "rloo"):
         job["reward"] = reward_spec(ctx)
@@ -276,26 +281,31 @@ def train(ctx: StageContext, job: dict[str, Any]) -> dict[str, Any]:
 
 
 def eval_set(ctx: StageContext) -> tuple[list[Any], list[Any], str | None]:
-    """Up to EVAL_PROMPTS prompts to choose checkpoints on, rendered like the probe's.
+    """Up to EVAL_PROMPTS validation prompts to choose checkpoints on, rendered like the probe's.
 
-    ``data.validation`` when the plan has it, so the final ``evaluate`` numbers on
-    ``data.eval`` stay unbiased by the choice; else ``data.eval`` (the choice then
-    peeks at the eval prompts: a small optimistic bias the metrics name); else
-    ``data.train`` (fit to the training prompts, not generalisation).
+    ``data.validation`` when the plan has it, else prompts held out of ``data.train``
+    (:func:`pipelines.data.training_splits`; the training rows exclude them). Never
+    ``data.eval``: ``evaluate`` reports the gain there, and a choice made on those
+    prompts would inflate it. With neither (too few training rows), nothing is
+    scored and the last checkpoint is kept; the metrics say so.
     """
     plan = ctx.plan
-    label, source = next(
-        (
-            (k, getattr(plan.data, k.split(".")[1]))
-            for k in ("data.validation", "data.eval", "data.train")
-            if getattr(plan.data, k.split(".")[1])
-        ),
-        ("data.train", None),
+    splits = training_splits(plan.data, ctx.plan_dir)
+    rows = sample_rows(splits.validation, EVAL_PROMPTS, seed=0)
+    return (
+        render(ctx, rows, plan.data.prompt_field),
+        [r.get(plan.data.answer_field) for r in rows],
+        splits.validation_source,
     )
-    if not source:
-        return [], [], None
-    rows = load_rows(source, ctx.plan_dir, fields=(plan.data.prompt_field,), limit=EVAL_PROMPTS, seed=0, label=label)
-    return render(ctx, rows, plan.data.prompt_field), [r.get(plan.data.answer_field) for r in rows], label
+
+
+def no_validation_reason(prompts: list[Any]) -> str:
+    if prompts:
+        return "the verifier could grade no validation prompt"
+    return (
+        f"no validation prompts: set data.validation, or give data.train at least {VALIDATION_MIN_ROWS} rows "
+        "to hold some out (data.eval is never used: the gain is reported there)"
+    )
 
 
 def eval_max_new_tokens(ctx: StageContext) -> int:
@@ -311,9 +321,12 @@ def eval_max_new_tokens(ctx: StageContext) -> int:
 
 def run(ctx: StageContext) -> StageResult:
     """Train the stage's kind on its data, choose the best checkpoint, save it as ``model/``."""
+    import torch
+
     quiet_libraries()
     opts = ctx.stage
     compute = ctx.plan.compute
+    torch.set_num_threads(compute.threads_per_process())  # training in this process, and scoring checkpoints
     if opts.kind == "psft" and compute.num_processes > 1 and compute.distributed == "fsdp":
         raise InputError("compute.distributed: psft keeps a full copy of the old policy, which fsdp cannot; use ddp")
     source = ctx.policy
@@ -342,9 +355,8 @@ def run(ctx: StageContext) -> StageResult:
         raise StageFailed(f"{opts.kind}: training saved no checkpoint in {job['output_dir']}")
     best = choose(rows, key)
     materialize(Path(best["path"]), ctx.dir / "model", lora, opts.kind == "reward_model", policy)
-    for r in rows[:-1]:  # keep the last (what a resume needs) and the chosen one (so a re-run chooses the same)
-        if r is not best:
-            shutil.rmtree(r["path"], ignore_errors=True)
+    # model/ holds the chosen weights now; checkpoints (optimizer state: twice the model) only served a resume
+    shutil.rmtree(job["output_dir"], ignore_errors=True)
 
     checkpoints = [{k: v for k, v in r.items() if k != "path"} for r in rows]  # score + output diversity
     metrics = {
@@ -374,7 +386,7 @@ def run(ctx: StageContext) -> StageResult:
     scores = ", ".join(f"{r['step']}: {_pct(r[key])}" for r in rows)
     ctx.console.print(f"  checkpoints ({key}) {scores}; chose step {best['step']}")
     if best[key] is None:
-        why = "fewer than 10 pairs, none held out" if key == "pairwise_accuracy" else "no gradable eval prompt"
+        why = "fewer than 10 pairs, none held out" if key == "pairwise_accuracy" else no_validation_reason(prompts)
         ctx.console.print(f"  [yellow]no checkpoint could be scored ({why}): kept the last one[/yellow]")
     metrics["doctor"] = run_doctor(ctx, metrics)
     return StageResult(

@@ -20,6 +20,7 @@ launch``, once per rank (:mod:`pipelines.training.launch`). The fields:
 ``reward``          grpo/rloo: ``{"verifier": name, "options": {...}}`` or
                     ``{"model": reward model directory}``
 ``use_vllm``        grpo/rloo: generate with vLLM (colocated on the training GPUs)
+``threads``         torch threads of each training process (``torch.set_num_threads``)
 ==================  ==============================================================
 
 Settings that follow from the machine (KNOWLEDGE.md, section 7): without CUDA
@@ -28,7 +29,9 @@ turns it on by default); always ``report_to="none"``. Models are passed as paths
 never as objects, so TRL can rebuild reference models from them.
 
 Resuming: if ``output_dir`` holds a complete checkpoint (one with
-``trainer_state.json``, written last), training resumes from the latest one.
+``trainer_state.json``, written last), training resumes from the latest one. Only
+that one needs its optimizer state: each time a checkpoint is saved, older ones lose
+theirs (:func:`prune_training_state`) and keep just the weights that are scored.
 """
 
 from __future__ import annotations
@@ -60,6 +63,39 @@ def complete_checkpoints(output_dir: Path) -> list[tuple[int, Path]]:
         if step.isdigit() and (folder / "trainer_state.json").exists():
             found.append((int(step), folder))
     return sorted(found)
+
+
+#: Checkpoint entries that only a resume needs: optimizer (DeepSpeed/FSDP shards too), scheduler, RNG.
+RESUME_ONLY = ("optimizer*", "scheduler.pt", "scaler.pt", "rng_state*", "global_step*")
+
+
+def prune_training_state(output_dir: Path) -> list[Path]:
+    """Delete the resume-only state of every complete checkpoint but the newest; return what went.
+
+    The weights and ``trainer_state.json`` stay: the stage scores every checkpoint when
+    training ends, and a resume starts from the newest, which keeps everything.
+    """
+    import shutil
+
+    removed = []
+    for _, folder in complete_checkpoints(output_dir)[:-1]:
+        for pattern in RESUME_ONLY:
+            for entry in folder.glob(pattern):
+                shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
+                removed.append(entry)
+    return removed
+
+
+def pruner() -> Any:
+    """A TrainerCallback that calls :func:`prune_training_state` after every save (rank 0)."""
+    from transformers import TrainerCallback
+
+    class Pruner(TrainerCallback):
+        def on_save(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+            if state.is_world_process_zero:
+                prune_training_state(Path(args.output_dir))
+
+    return Pruner()
 
 
 def quiet_training() -> None:
@@ -372,9 +408,11 @@ def _train(job: dict[str, Any], callbacks: list[Any] | None) -> dict[str, Any]:
     import torch
     from transformers.trainer_callback import PrinterCallback
 
+    if job.get("threads"):
+        torch.set_num_threads(int(job["threads"]))
     cuda = torch.cuda.is_available()
     args = training_args(job, cuda)
-    trainer = BUILDERS[job["kind"]](job, args, list(callbacks or []))
+    trainer = BUILDERS[job["kind"]](job, args, [*(callbacks or []), pruner()])
     trainer.remove_callback(PrinterCallback)  # it prints every log dict; callbacks report instead
     done = complete_checkpoints(Path(job["output_dir"]))
     resume = str(done[-1][1]) if done else None

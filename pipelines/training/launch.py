@@ -70,6 +70,18 @@ def launch_command(job_path: Path, num_processes: int, distributed: str, cuda: b
     ]
 
 
+def rank_environment(job: dict[str, Any]) -> dict[str, str]:
+    """The ranks' environment: unbuffered output, and each rank's share of the cores as its threads.
+
+    Without ``OMP_NUM_THREADS`` torchrun sets 1 and warns; torch alone would take every core in
+    every rank. The job's ``threads`` (``compute.threads``) is what the machine can give each.
+    """
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "TOKENIZERS_PARALLELISM": "false"}
+    if job.get("threads"):
+        env.update(OMP_NUM_THREADS=str(job["threads"]), MKL_NUM_THREADS=str(job["threads"]))
+    return env
+
+
 def launch(job_path: Path, num_processes: int, distributed: str = "ddp", console: Any = None) -> dict[str, Any]:
     """Run the job on ``num_processes`` ranks; return rank 0's result.
 
@@ -93,7 +105,7 @@ def launch(job_path: Path, num_processes: int, distributed: str = "ddp", console
     if console is not None:
         how = "accelerate launch" if cuda else "torchrun (CPU, gloo)"
         console.print(f"  {num_processes} processes through {how}; log: {log_path}")
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "TOKENIZERS_PARALLELISM": "false"}
+    env = rank_environment(job)
     with open(log_path, "w") as log:
         proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, text=True)
         assert proc.stdout is not None
