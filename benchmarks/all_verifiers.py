@@ -156,7 +156,9 @@ def main() -> None:
     ap.add_argument("--cap-s", type=float, default=30.0, help="kill an in-process verifier call after this long")
     ap.add_argument("--show", action="store_true", help="list every math pair either side gets wrong")
     args = ap.parse_args()
+    args.data = args.data.resolve()
     sys.path.insert(0, str(args.verifiers_from.resolve()))
+    os.chdir(args.verifiers_from)  # worker processes started with ``python -c`` import from here too
     import verifiers
     from verifiers.math import MathVerifier
 
