@@ -22,13 +22,14 @@ from advisor.model_size import ModelShape
 # ---- the machine: this CPU (measured) and a table of GPUs ----
 
 #: CPU, one torch thread, fp32 (fitted by benchmarks/estimate_calibration.py on calibration runs).
-CPU_FLOPS_PER_THREAD = 3.67e10  # sustained matmul FLOP/s of one thread (training and prefill)
+CPU_FLOPS_PER_THREAD = 3.77e10  # sustained matmul FLOP/s of one thread (training and prefill)
+CPU_DECODE_FLOPS_PER_THREAD = 1.12e10  # the same while decoding, one token per sequence a step
 CPU_BANDWIDTH = 8.0e9  # bytes/s: a decoding step reads every weight once
-CPU_DECODE_OVERHEAD = 0.00116  # s per decoding step of a 4-layer model (python, sampling), scaled by layers
+CPU_DECODE_OVERHEAD = 0.0  # s per decoding step of a 4-layer model (python, sampling), scaled by layers
 #: s per optimizer step (TRL's bookkeeping, data collation, the optimizer, logging), by trainer
-CPU_STEP_OVERHEAD = {"sft": 0.0231, "psft": 0.354, "dpo": 0.0, "grpo": 0.0, "rloo": 0.0184, "reward_model": 0.1}
-CPU_LOAD_SECONDS = 0.29  # s to load a model and build a generator or trainer
-CPU_SAMPLE_SECONDS = 0.00053  # s per generated sequence beyond decoding: verifying it, writing it
+CPU_STEP_OVERHEAD = {"sft": 0.06, "psft": 0.356, "dpo": 0.0, "grpo": 0.0, "rloo": 0.0195, "reward_model": 0.101}
+CPU_LOAD_SECONDS = 0.281  # s to load a model and build a generator or trainer
+CPU_SAMPLE_SECONDS = 0.0  # s per generated sequence beyond decoding: verifying it, writing it
 CPU_START_SECONDS = 8.0  # once per process: imports (6.2 s measured) and the first model load and generation
 CPU_SAVE_BYTES_PER_S = 5.0e8  # checkpoint writes (weights + optimizer state)
 #: Threads scale sublinearly on a shared machine.
@@ -107,7 +108,7 @@ class Machine:
         flops = 2 * shape.parameters * batch + 4 * shape.layers * shape.hidden * context * batch
         weight_bytes = shape.parameters * self.dtype_bytes
         if self.gpu is None:
-            compute = flops / (CPU_FLOPS_PER_THREAD * self.thread_scale)
+            compute = flops / (CPU_DECODE_FLOPS_PER_THREAD * self.thread_scale)
             return CPU_DECODE_OVERHEAD * max(1.0, shape.layers / 4) + max(weight_bytes / CPU_BANDWIDTH, compute)
         compute = flops / (self.gpu.flops * GPU_TRAIN_UTILISATION)
         read = weight_bytes / (self.gpu.bandwidth * GPU_BANDWIDTH_UTILISATION)
@@ -153,8 +154,9 @@ def generation(
     est.seconds += steps * m.decode_step(shape, min(batch, sequences), round(prompt + new / 2))
     est.work["decode_steps"] = est.work.get("decode_steps", 0) + steps * max(1.0, shape.layers / 4)
     est.work["samples"] = est.work.get("samples", 0) + sequences
-    # decoding on a CPU is compute-bound from a batch of about 10 (2N FLOPs a token against 4N bytes read)
-    est.work["flops"] = est.work.get("flops", 0) + 2 * shape.parameters * sequences * new
+    # decoding on a CPU is compute-bound from a batch of about 10 (2N FLOPs a token against 4N bytes
+    # read), at a lower rate than training's large matmuls (small matrices, sampling over the vocabulary)
+    est.work["decode_flops"] = est.work.get("decode_flops", 0) + 2 * shape.parameters * sequences * new
     est.seconds += sequences * (CPU_SAMPLE_SECONDS if m.gpu is None else CPU_SAMPLE_SECONDS / 4)
     est.work["flops"] = est.work.get("flops", 0) + 2 * shape.parameters * sequences * prompt
     memory = shape.parameters * m.dtype_bytes + shape.kv_bytes(
@@ -191,4 +193,6 @@ def training(
     per_device = max(1, sequences_per_step // max(1, m.gpus or 1))
     activations = shape.activation_bytes(per_device, round(length), m.dtype_bytes, checkpointing=m.gpu is not None)
     memory = state + activations + (shape.parameters * m.dtype_bytes if reference else 0)
+    est.work["activation_bytes"] = max(est.work.get("activation_bytes", 0), activations)
+    est.work["lora"] = float(lora)
     est.peak_memory_bytes = max(est.peak_memory_bytes, memory)

@@ -328,12 +328,7 @@ def _warnings(result: Estimate, plan: Plan) -> list[str]:
         if s.peak_memory_bytes > result.memory_limit:
             out.append(
                 f"{s.stage}: needs about {gib(s.peak_memory_bytes)} but {where} is {gib(result.memory_limit)} "
-                f"({s.model}, {s.parameters / 1e9:.1f}B parameters): it cannot fit"
-                + (
-                    "; use LoRA (lora: yes) or a smaller model"
-                    if s.trained_tokens
-                    else "; use a smaller model or a GPU"
-                )
+                f"({s.model}, {s.parameters / 1e9:.1f}B parameters): it cannot fit; {_fit_advice(s)}"
             )
     total = result.total["seconds"]
     if total > REASONABLE_SECONDS:
@@ -343,6 +338,16 @@ def _warnings(result: Estimate, plan: Plan) -> list[str]:
             + (": add gpus, or shrink samples and max_new_tokens" if result.device.startswith("cpu") else "")
         )
     return out
+
+
+def _fit_advice(s: StageEstimate) -> str:
+    """What to change so a stage fits: the biggest part of its memory first."""
+    activations = s.work.get("activation_bytes", 0)
+    if activations > s.peak_memory_bytes / 2:
+        return f"lower batch_size or the sequence length (activations are about {gib(activations)})"
+    if s.trained_tokens and not s.work.get("lora"):
+        return "use LoRA (lora: yes) or a smaller model"
+    return "use a smaller model or a GPU"
 
 
 def gib(n: float) -> str:

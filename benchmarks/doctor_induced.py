@@ -96,13 +96,6 @@ CASES = (
         "sft lr 1e-5 on off-by-one answers",
         wrong_answers=True,
     ),
-    Case(
-        "sft_overfit",
-        ("loss_vs_score",),
-        {"kind": "sft", "lr": 5e-4, **{**SFT, "max_steps": 200, "batch_size": 16}},
-        "sft lr 5e-4, 200 steps on 16 rows",
-        train_rows=16,
-    ),
     Case("dpo_beta_low", ("dpo_beta_too_low",), {"kind": "dpo", "lr": 5e-4, "beta": 0.01, **DPO}, "dpo beta 0.01"),
     Case("dpo_beta_high", ("dpo_beta_too_high",), {"kind": "dpo", "lr": 5e-4, "beta": 5.0, **DPO}, "dpo beta 5"),
     Case(

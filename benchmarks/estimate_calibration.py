@@ -86,10 +86,10 @@ KINDS = ("sft", "psft", "dpo", "grpo", "rloo", "reward_model")
 
 def fit(rows: list[dict[str, Any]]) -> dict[str, Any]:
     """Least squares in relative error: seconds ~ start + L*loads + V*samples + D*decode_steps
-    + S[kind]*steps + flops/F (the estimate's work counts; see advisor/costs.py)."""
+    + S[kind]*steps + flops/F + decode_flops/F_decode (the estimate's work counts; see advisor/costs.py)."""
     import numpy as np
 
-    keys = ("start", "loads", "samples", "decode_steps", *(f"steps_{k}" for k in KINDS), "flops")
+    keys = ("start", "loads", "samples", "decode_steps", *(f"steps_{k}" for k in KINDS), "flops", "decode_flops")
     x = np.array([[r["work"].get(k, 0.0) for k in keys] for r in rows], dtype=float)
     y = np.array([r["measured"] for r in rows], dtype=float)
     used = x.any(axis=0)  # a kind with no calibration stage keeps its current constant
@@ -109,6 +109,7 @@ def fit(rows: list[dict[str, Any]]) -> dict[str, Any]:
         "CPU_DECODE_OVERHEAD": round(float(c["decode_steps"]), 5),
         "CPU_STEP_OVERHEAD": {k: round(float(c[f"steps_{k}"]), 4) for k in KINDS if used[keys.index(f"steps_{k}")]},
         "CPU_FLOPS_PER_THREAD": float(f"{1 / c['flops']:.3g}") if c["flops"] > 0 else None,
+        "CPU_DECODE_FLOPS_PER_THREAD": float(f"{1 / c['decode_flops']:.3g}") if c["decode_flops"] > 0 else None,
     }
 
 

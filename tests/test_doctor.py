@@ -171,7 +171,7 @@ def test_loss_falling_while_checkpoint_scores_fall_names_the_winner(tmp_path):
 @pytest.mark.slow
 def test_real_runs_reward_never_rises_and_a_far_too_high_lr(tmp_path, tiny_model_dir):
     """GRPO on a reward no sample can earn, and SFT at lr 0.3: the stages' own doctor names both;
-    the same SFT at a sane lr raises no warning."""
+    the same SFT at a sane lr shows no loss trouble."""
     from test_train import make_plan, run_stage
 
     never = {"name": "regex", "options": {"pattern": r"^[a-z]{5}$", "fullmatch": True}}
@@ -186,7 +186,9 @@ def test_real_runs_reward_never_rises_and_a_far_too_high_lr(tmp_path, tiny_model
     assert named & {"loss_spikes", "loss_diverges", "repetition"}, hot["doctor"]
 
     calm = run_stage(make_plan(tmp_path / "calm", tiny_model_dir, [{**sft, "lr": 1e-3}]), tmp_path / "calm", 1)
-    assert not [f for f in calm["doctor"] if f["severity"] != "info"], calm["doctor"]
+    # the untrained tiny model may collapse onto one answer at any lr (the doctor says so); what a
+    # sane lr must not show is the loss blowing up (healthy runs of a trained model: the benchmark)
+    assert not {f["rule"] for f in calm["doctor"]} & {"loss_spikes", "loss_diverges"}, calm["doctor"]
     # the same history read back by the CLI, from the stage's plain TRL checkpoint folder too
     result = run_cli("doctor", tmp_path / "hot" / "runs", "--json", cwd=tmp_path)
     assert result.exit_code == 0 and {f["rule"] for f in json.loads(result.output)} >= named

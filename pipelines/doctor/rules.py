@@ -29,6 +29,7 @@ loss_vs_score          sft, psft, dpo, rm          loss, checkpoint scores
 
 from __future__ import annotations
 
+import itertools
 import math
 import statistics
 from collections.abc import Callable
@@ -60,7 +61,7 @@ ENTROPY_EXPLODES = 3.0
 ENTROPY_DROP = 0.3
 #: A loss step this many times the median of the five before it (and above the run's scale) is a spike.
 SPIKE_RATIO = 2.5
-#: A gradient norm this many times the run's median is a spike.
+#: A gradient norm this many times the median of the five steps before it is a spike.
 GRAD_SPIKE = 20.0
 #: The last checkpoint's score this far under the best one means quality fell.
 SCORE_DROP = 0.08
@@ -380,10 +381,12 @@ def loss_spikes(h: History) -> Finding | None:
             spikes.append((step, before, value))
     grad_spikes = []
     if enough(grad):
-        median = statistics.median(v for _, v in grad)
-        # the first steps' gradients are large by nature; a zero median is a dead run, not a scale
-        if median > 1e-6:
-            grad_spikes = [(s, v) for s, v in grad[2:] if v > GRAD_SPIKE * median]
+        # against the steps just before (gradients shrink as a run converges); the first steps are large
+        # by nature, and a zero median is a dead run, not a scale
+        for i in range(2, len(grad)):
+            before = statistics.median(v for _, v in grad[max(0, i - 5) : i])
+            if before > 1e-6 and grad[i][1] > GRAD_SPIKE * before:
+                grad_spikes.append(grad[i])
     if not spikes and not grad_spikes:
         return None
     parts = [f"loss {num(b)} -> {num(v)} at step {int(s)}" for s, b, v in spikes[:3]]
@@ -448,7 +451,11 @@ def loss_vs_score(h: History) -> Finding | None:
     best = max(scores, key=lambda s: (s[1], s[0]))
     last = scores[-1]
     chosen = next((s for s in scores if s[0] == h.chosen), best)
-    if not (l1 < 0.95 * l0 and best[1] - last[1] >= score_drop(h, best[1])):
+    drop = best[1] - last[1]
+    # a steady fall over every checkpoint is evidence at half the size of a single drop
+    steady = len(scores) >= 3 and best == scores[0] and all(b[1] >= a[1] for b, a in itertools.pairwise(scores))
+    needed = score_drop(h, best[1])
+    if not (l1 < 0.95 * l0 and (drop >= needed or steady and drop >= max(0.05, needed / 2))):
         return None
     name = "eval pass@1" if h.score_key == "eval_pass@1" else str(h.score_key).replace("_", " ")
     summary = (
