@@ -197,17 +197,29 @@ def echo(messages):
     return "re: " + messages[-1]["content"]
 
 
-def test_openai_normal_request_n_choices_in_prompt_order():
-    with OpenAIServer(reply=echo) as server:
-        gen = OpenAIGenerator("tiny", base_url=server.base_url, max_concurrency=4)
-        prompts = [f"q{i}" for i in range(10)] + [[{"role": "user", "content": "chat"}]]
-        out = gen.generate(prompts, n=3, temperature=0.7, top_p=0.9, max_new_tokens=5, seed=3, stop=["\n"])
-    assert out == [[f"re: q{i}"] * 3 for i in range(10)] + [["re: chat"] * 3]
-    first = next(r for r in server.requests if r["messages"][0]["content"] == "q0")
+@pytest.fixture(scope="module")
+def hf_server(tiny_model_dir):
+    """A real engine behind the OpenAI API: the tiny model through ``HFGenerator``."""
+    with OpenAIServer(tiny_model_dir, model_name="tiny") as server:
+        yield server
+
+
+def test_openai_normal_request_n_choices_in_prompt_order(hf_server, hf):
+    server = hf_server
+    before = len(server.requests)
+    gen = OpenAIGenerator("tiny", base_url=server.base_url, max_concurrency=4)
+    prompts = [f"q{i}" for i in range(10)] + [[{"role": "user", "content": "chat"}]]
+    out = gen.generate(prompts, n=3, temperature=0.7, top_p=0.9, max_new_tokens=5, seed=3, stop=["\n"])
+    # each prompt's own samples, in order: the same conversation through hf with the same seed
+    same = {"n": 3, "temperature": 0.7, "top_p": 0.9, "max_new_tokens": 5, "seed": 3, "stop": ["\n"]}
+    assert out[4] == hf.generate([to_messages("q4")], **same)[0]
+    assert out[-1] == hf.generate(prompts[-1:], **same)[0]
+    sent = server.requests[before:]
+    first = next(r for r in sent if r["messages"][0]["content"] == "q0")
     assert first["messages"] == [{"role": "user", "content": "q0"}]  # a string became a user message
     assert (first["n"], first["temperature"], first["top_p"], first["max_tokens"], first["seed"]) == (3, 0.7, 0.9, 5, 3)
     assert first["stop"] == ["\n"]
-    assert len(server.requests) == len(prompts) and gen.retries == 0
+    assert len(sent) == len(prompts) and gen.retries == 0
 
 
 def test_openai_applies_stop_strings_even_if_the_server_does_not():
@@ -274,11 +286,12 @@ def test_openai_tops_up_when_the_server_returns_fewer_choices():
     assert [r["seed"] for r in server.requests] == [10, 11, 12]  # the extra samples differ in seed
 
 
-def test_openai_reads_base_url_and_key_from_the_environment(monkeypatch):
-    with OpenAIServer(reply=echo, api_key="env-key") as server:
+def test_openai_reads_base_url_and_key_from_the_environment(monkeypatch, tiny_model_dir, hf):
+    with OpenAIServer(tiny_model_dir, api_key="env-key") as server:
         monkeypatch.setenv("OPENAI_BASE_URL", server.base_url)
         monkeypatch.setenv("OPENAI_API_KEY", "env-key")
-        assert OpenAIGenerator("tiny").generate(["q"]) == [["re: q"]]
+        out = OpenAIGenerator("tiny").generate(["1+2="], temperature=0, max_new_tokens=6)
+    assert out == hf.generate([to_messages("1+2=")], temperature=0, max_new_tokens=6)
 
 
 def test_openai_connection_refused_is_retried_then_reported():
@@ -290,11 +303,10 @@ def test_openai_connection_refused_is_retried_then_reported():
     assert gen.retries == 1
 
 
-def test_openai_progress_counts_finished_prompts():
+def test_openai_progress_counts_finished_prompts(hf_server):
     seen = []
-    with OpenAIServer(reply=echo) as server:
-        gen = OpenAIGenerator("tiny", base_url=server.base_url, on_progress=seen.append)
-        gen.generate(["a", "b", "c"])
+    gen = OpenAIGenerator("tiny", base_url=hf_server.base_url, on_progress=seen.append)
+    gen.generate(["a", "b", "c"], max_new_tokens=4)
     assert seen == [1, 2, 3]
 
 

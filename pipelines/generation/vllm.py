@@ -203,6 +203,12 @@ class VLLMGenerator:
             self.on_progress(len(prompts))
         return results
 
+    def close(self) -> None:
+        """Stop the engine's processes and free its memory (the KV cache is reserved up front)."""
+        core = getattr(getattr(self.llm, "llm_engine", None), "engine_core", None)
+        if core is not None:
+            core.shutdown()
+
     def _texts(self, request_output: Any, n: int, stop: Sequence[str] | None) -> list[str]:
         samples = sorted(request_output.outputs, key=lambda o: o.index)
         if len(samples) != n:
