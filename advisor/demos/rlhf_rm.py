@@ -1,0 +1,114 @@
+"""``advisor demo --route rlhf-rm``: no preference pairs, so a reward model, then GRPO.
+
+1. **Models.** The support world's base policy and judge (shared with ``rlhf-dpo``).
+2. **Plan.** No ground truth, not verifiable, no preference pairs: the flowchart picks
+   RLHF with a reward model and online RL; the path is printed.
+3. **Pipeline.** probe; rejection_sample (the judge grades the base's own replies, and a
+   passing and a failing reply per message become pairs); ``reward_model`` on those pairs;
+   ``grpo`` with the reward model as its reward; evaluate with the *judge*, not the reward
+   model being optimised, so reward hacking would show.
+4. **Control.** The same GRPO run with the reward model's scores shuffled within each
+   group (same numbers, no signal); the earlier stages are reused, not rerun.
+
+The gain is counted by the pipeline's judge and by the hidden rule (:mod:`advisor.demos.rlhf`).
+"""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from advisor.demos import rlhf
+from advisor.demos import support as world
+from advisor.demos.common import decision_path, finish, run_and_read
+from advisor.planner import print_explanation
+
+
+@dataclass(frozen=True)
+class RmDemoConfig:
+    world: world.WorldConfig = field(default_factory=world.WorldConfig)
+    samples: int = 4
+    rm_steps: int = 60
+    rm_lr: float = 1e-3
+    grpo_steps: int = 40
+    grpo_lr: float = 3e-4
+    generations: int = 4
+    batch_size: int = 16
+
+    @property
+    def seed(self) -> int:
+        return self.world.seed
+
+
+def plans(models: dict[str, Path], cfg: RmDemoConfig) -> tuple[dict[str, Any], dict[str, Any]]:
+    options = {
+        "probe": {"samples": cfg.samples},
+        "rejection_sample": {"samples": cfg.samples},
+        "reward_model": {"lr": cfg.rm_lr, "max_steps": cfg.rm_steps, "batch_size": cfg.batch_size},
+        "grpo": {
+            "lr": cfg.grpo_lr,
+            "max_steps": cfg.grpo_steps,
+            "batch_size": cfg.batch_size,
+            "num_generations": cfg.generations,
+            "max_new_tokens": 32,
+            "general_mix": 0.0,
+        },
+    }
+    plan = rlhf.rlhf_plan(models, "demo-rm", False, options)
+    control = rlhf.rlhf_plan(models, "demo-rm-control", False, options)
+    for stage in control["stages"]:
+        if stage["kind"] == "grpo":
+            stage["reward_shuffle"] = True
+    return plan, control
+
+
+def run_demo(
+    out: Path, cache: Path | None = None, console: Any = None, cfg: RmDemoConfig | None = None
+) -> dict[str, Any]:
+    from rich.console import Console
+
+    from advisor.plan import Plan
+
+    console = console or Console(stderr=True)
+    cfg = cfg or RmDemoConfig()
+    out.mkdir(parents=True, exist_ok=True)
+    console.rule("1. models (trained from scratch, offline)")
+    models = world.build_world_models(cache or out / "models", cfg.world, console)
+    rlhf.write_inputs(out, cfg.world)
+
+    console.rule("2. plan (the flowchart, answered without a terminal)")
+    plan_data, control_data = plans(models, cfg)
+    print_explanation(Plan.model_validate(plan_data))
+
+    console.rule("3. pipeline: judged samples -> reward model -> GRPO")
+    runs = out / "runs"
+    metrics = run_and_read(plan_data, out / "plan.yaml", runs / "demo-rm", console)
+
+    console.rule("4. control: the same GRPO with rewards shuffled within each group")
+    dirs = Plan.model_validate(plan_data).stage_dirs()
+    for name in dirs[:-2]:  # probe, rejection_sample, reward_model: identical, so their manifests match
+        target = runs / "demo-rm-control" / name
+        if not target.exists():
+            shutil.copytree(runs / "demo-rm" / name, target)
+    control = run_and_read(control_data, out / "plan-control.yaml", runs / "demo-rm-control", console)
+
+    n = cfg.world.eval_prompts
+    summary = {
+        "route": "rlhf-rm",
+        **rlhf.measured(runs / "demo-rm", plan_data, metrics, n),
+        "control": {
+            "label": "the same GRPO, rewards shuffled within each group",
+            **rlhf.measured(runs / "demo-rm-control", control_data, control, n),
+        },
+        "seed": cfg.seed,
+        "hidden_rule": list(world.RULES),
+        "scorer": "the judge (held out: GRPO optimised the reward model)",
+        "path": decision_path(plan_data),
+        "run_report": str(runs / "demo-rm" / "report.html"),
+    }
+    lines = rlhf.verdict_lines("reward model + GRPO", summary) + rlhf.verdict_lines(
+        "control: shuffled", summary["control"]
+    )
+    return finish(out, summary, lines + rlhf.honest_note(summary))
