@@ -73,10 +73,8 @@ def row(name: str, start: float, seconds: float, samples: int, tokens: int, rati
 def smollm2(cache: Path) -> Path:
     from rich.console import Console
 
-    try:
-        from advisor.demos.smollm2 import smollm2_model
-    except ImportError:
-        from advisor.demo import smollm2_model
+    from advisor.demos.smollm2 import smollm2_model
+
     return smollm2_model(cache, Console(stderr=True))
 
 

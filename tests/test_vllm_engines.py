@@ -32,10 +32,7 @@ STARTUP_S = 300
 def smollm2(tmp_path_factory) -> Path:
     from rich.console import Console
 
-    try:
-        from advisor.demos.smollm2 import smollm2_model
-    except ImportError:
-        from advisor.demo import smollm2_model
+    from advisor.demos.smollm2 import smollm2_model
 
     return smollm2_model(tmp_path_factory.mktemp("models"), Console(stderr=True))
 
