@@ -457,7 +457,11 @@ def doctor(path: Path, as_json: bool, show_all: bool) -> None:
         click.echo(f"      fix: {f.fix}")
     counts = summary(findings)
     quiet = f"; not enough data for {len(counts['not_enough_data'])} rules" if counts["not_enough_data"] else ""
-    click.echo(f"{counts['error']} errors, {counts['warn']} warnings, {counts['info']} notes{quiet}")
+    parts = [
+        f"{counts[k]} {word}{'s' * (counts[k] != 1)}"
+        for k, word in (("error", "error"), ("warn", "warning"), ("info", "note"))
+    ]
+    click.echo(", ".join(parts) + quiet)
 
 
 def run_cli() -> None:  # pragma: no cover - console entry for python -m

@@ -219,7 +219,7 @@ def run_case(case: Case, model: Path, out: Path, seed: int) -> dict[str, Any]:
 def table(results: list[dict[str, Any]], seed: int, load: str) -> str:
     lines = [
         f"Seed {seed}; load average at the start {load}. Command: "
-        f"`OMP_NUM_THREADS=1 .venv/bin/python benchmarks/doctor_induced.py --seed {seed} --write ...`",
+        f"`OMP_NUM_THREADS=1 .venv/bin/python benchmarks/doctor_induced.py --seed {seed} --write benchmarks/doctor_induced.md`",
         "",
         "| case | setting | expected | doctor named (warn/error) | first finding's evidence | ok |",
         "|---|---|---|---|---|---|",

@@ -132,6 +132,28 @@ SMOLLM2_RUNS = {
 }
 
 
+def same_work(a: str, b: str) -> list[str]:
+    """The same plans run twice (other seeds, other load on the machine): measured B / measured A."""
+    runs = {
+        (r["run"].split("/")[-1], r["stage"]): r for arg in (a,) for run in runs_in(arg) for r in measured_stages(*run)
+    }
+    lines = [
+        "### The same work at two times (the machine is shared: its load moves every time)",
+        "",
+        f"| case | stage | measured in {Path(a).name} (s) | measured in {Path(b).name} (s) | ratio |",
+        "|---|---|---|---|---|",
+    ]
+    for run in runs_in(b):
+        for r in measured_stages(*run):
+            other = runs.get((r["run"].split("/")[-1], r["stage"]))
+            if other:
+                lines.append(
+                    f"| {r['run'].split('/')[-1]} | {r['stage']} | {other['measured']:.1f} | {r['measured']:.1f} | "
+                    f"{r['measured'] / other['measured']:.2f} |"
+                )
+    return lines
+
+
 def measure_smollm2(out: Path, cache: Path, name: str) -> None:
     """A measured probe + SFT on SmolLM2-135M-Instruct (a real pretrained model), plan and run in ``out/name``."""
     import yaml
@@ -183,6 +205,9 @@ def main() -> None:
     parser.add_argument("--measure-smollm2", type=Path, help="first make the measured SmolLM2 runs in this folder")
     parser.add_argument("--smollm2-runs", nargs="*", default=list(SMOLLM2_RUNS), help="which of them")
     parser.add_argument("--cache", type=Path, default=Path("/tmp/smol/cache"))
+    parser.add_argument(
+        "--same-work", nargs=2, metavar=("A", "B"), help="two runs of the same plans: how load moves time"
+    )
     parser.add_argument("--write", type=Path)
     args = parser.parse_args()
     load = "{:.2f}, {:.2f}, {:.2f}".format(*os.getloadavg())
@@ -199,6 +224,8 @@ def main() -> None:
         lines += ["", "### Calibration runs (the fit's own data)", "", *table(fitted), ""]
     if checked:
         lines += ["### Validation runs (not used to fit)", "", *table(checked)]
+    if args.same_work:
+        lines += ["", *same_work(*args.same_work)]
     text = "\n".join(lines) + "\n"
     print(text)
     if args.write:
