@@ -32,6 +32,7 @@ class DpoDemoConfig:
     beta: float = 0.1
     batch_size: int = 16
     samples: int = 4
+    gate: float = 0.2  # the probe's gate (reduced test runs lower it: their tiny models are weaker)
 
     @property
     def seed(self) -> int:
@@ -41,7 +42,7 @@ class DpoDemoConfig:
 def plans(models: dict[str, Path], cfg: DpoDemoConfig) -> tuple[dict[str, Any], dict[str, Any]]:
     """The DPO plan the flowchart writes, and the control (SFT on the chosen replies, same steps)."""
     train = {"lr": cfg.lr, "max_steps": cfg.steps, "batch_size": cfg.batch_size}
-    options = {"probe": {"samples": cfg.samples}, "dpo": {**train, "beta": cfg.beta}}
+    options = {"probe": {"samples": cfg.samples, "gate": cfg.gate}, "dpo": {**train, "beta": cfg.beta}}
     plan = rlhf.rlhf_plan(models, "demo-dpo", True, options)
     control = rlhf.rlhf_plan(models, "demo-dpo-control", True, options)
     control["data"]["answer_field"] = "chosen"  # SFT on data.train's prompt -> chosen reply

@@ -30,6 +30,7 @@ from advisor.planner import print_explanation
 class RmDemoConfig:
     world: world.WorldConfig = field(default_factory=world.WorldConfig)
     samples: int = 4
+    gate: float = 0.2  # the probe's gate (reduced test runs lower it: their tiny models are weaker)
     rm_steps: int = 60
     rm_lr: float = 1e-3
     grpo_steps: int = 40
@@ -44,7 +45,7 @@ class RmDemoConfig:
 
 def plans(models: dict[str, Path], cfg: RmDemoConfig) -> tuple[dict[str, Any], dict[str, Any]]:
     options = {
-        "probe": {"samples": cfg.samples},
+        "probe": {"samples": cfg.samples, "gate": cfg.gate},
         "rejection_sample": {"samples": cfg.samples},
         "reward_model": {"lr": cfg.rm_lr, "max_steps": cfg.rm_steps, "batch_size": cfg.batch_size},
         "grpo": {

@@ -35,6 +35,7 @@ class SftDemoConfig:
     sft_lr: float = 5e-4
     batch_size: int = 64
     samples: int = 8  # probe and evaluate
+    gate: float = 0.2  # the probe's gate (reduced test runs lower it: their tiny models are weaker)
     control_samples: int = 4  # rejection samples per training prompt in the rft control
 
     @property
@@ -79,7 +80,7 @@ def demo_plan(student: Path, cfg: SftDemoConfig, control: bool = False) -> dict[
     plan["verifier"]["options"] = {"fallback_last_number": True}
     sampling = {"prompt_template": "{{ question }}", "max_new_tokens": 5, "shard_size": 100, "temperature": 1.0}
     by_kind = {s["kind"]: s for s in plan["stages"]}
-    by_kind["probe"].update(sampling, samples=cfg.samples, prompt_style="direct")
+    by_kind["probe"].update(sampling, samples=cfg.samples, prompt_style="direct", gate=cfg.gate)
     by_kind["sft"].update(
         lr=cfg.sft_lr, max_steps=cfg.sft_steps, batch_size=cfg.batch_size, lora="no", weight_decay=0.0, epochs=1.0
     )

@@ -139,9 +139,9 @@ class WorldConfig:
 
     seed: int = 0
     base_rows: int = 3000
-    base_steps: int = 500
+    base_steps: int = 300  # loss flat by step 200 (0.15)
     judge_rows: int = 4000
-    judge_steps: int = 900
+    judge_steps: int = 300  # loss 0.002 by step 300; greedy held-out exact score 100% at 900
     hidden_size: int = 64
     layers: int = 2
     train_prompts: int = 240
