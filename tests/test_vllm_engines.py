@@ -157,3 +157,16 @@ def test_vllms_server_samples_with_seeds(vllm_server):
     assert gen.generate(prompts, n=3, temperature=1.0, max_new_tokens=24, seed=5) == first
     assert gen.generate(prompts, n=3, temperature=1.0, max_new_tokens=24, seed=6) != first
     assert all(len(set(samples)) > 1 for samples in first), "n samples of a prompt differ"
+
+
+def test_an_engine_that_cannot_start_is_one_line_naming_the_knob(tmp_path):
+    """A KV cache too small for one request: vLLM refuses to start; the error says what to change."""
+    from pipelines.generation import GenerationError, VLLMGenerator
+    from pipelines.testing.tinymodel import build_tiny_model
+
+    model = build_tiny_model(tmp_path / "tiny", hidden_size=128, layers=2, heads=4)  # head size 32: CPU attention
+    with pytest.raises(GenerationError) as info:
+        VLLMGenerator(str(model), kv_cache_gb=1e-5, max_model_len=512)
+    message = info.value.message
+    assert message.startswith("vLLM could not start the engine") and "\n" not in message
+    assert "compute.vllm.kv_cache_gb" in message
