@@ -43,14 +43,14 @@ def test_demo_plan_comes_from_the_flowchart(tmp_path):
 @pytest.mark.slow
 def test_reduced_demo_end_to_end_gains_and_reports_control(tmp_path):
     summary = run_demo(tmp_path / "demo", console=Console(quiet=True), cfg=SMALL)
-    verified, control = summary["verified"], summary["control"]
+    verified, control = summary, summary["control"]
     assert verified["difference"] > 0, summary
     assert 0.2 <= verified["before"] <= 0.5, "the student sits in the 20-50% band"
     assert "difference" in control and control["after"] is not None
     report = tmp_path / "demo" / "runs" / "demo" / "report.html"
     assert report.exists() and "pass@1" in report.read_text()
     saved = json.loads((tmp_path / "demo" / "demo-result.json").read_text())
-    assert saved["verified"]["after"] == verified["after"]
+    assert saved["route"] == "rft" and saved["after"] == verified["after"] and saved["seed"] == SMALL.seed
 
 
 @pytest.mark.slow
