@@ -192,3 +192,33 @@ def test_real_runs_reward_never_rises_and_a_far_too_high_lr(tmp_path, tiny_model
     # the same history read back by the CLI, from the stage's plain TRL checkpoint folder too
     result = run_cli("doctor", tmp_path / "hot" / "runs", "--json", cwd=tmp_path)
     assert result.exit_code == 0 and {f["rule"] for f in json.loads(result.output)} >= named
+
+
+def test_the_report_shows_the_stages_findings(tmp_path):
+    """What a training stage stores (diagnose_stage on its metrics) is what the report shows."""
+    from test_report import make_plan, write_stage
+
+    from advisor.report import write_report
+    from pipelines.doctor import diagnose_stage
+
+    run = tmp_path / "run"
+    history = [{"step": i + 1, "loss": 30.0 if i == 20 else 1.0 - i / 100} for i in range(40)]
+    metrics = {"kind": "sft", "log_history": history, "hyperparameters": {"lr": 2e-4, "max_grad_norm": 1.0}}
+    metrics["doctor"] = diagnose_stage(metrics, run / "01-sft")
+    assert [f["rule"] for f in metrics["doctor"]] == ["loss_spikes"], "not-enough-data rules are left out"
+    write_stage(run, "01-sft", metrics)
+    md = write_report(make_plan(["sft"]), run)[1].read_text()
+    assert "doctor: findings on the training history" in md and "doctor (warn): loss spikes" in md
+    assert "max_grad_norm 1 -&gt; 0.2" in md, "the fix, as a setting (HTML-escaped in Markdown cells)"
+
+
+def test_a_history_the_doctor_cannot_read_never_fails_the_stage(tmp_path):
+    # a stage resumed past its last step logs no new rows: the doctor has nothing to say, the stage goes on
+    from types import SimpleNamespace
+
+    from rich.console import Console
+
+    from pipelines.stages.train import run_doctor
+
+    ctx = SimpleNamespace(dir=tmp_path / "02-sft", console=Console(quiet=True))
+    assert run_doctor(ctx, {"kind": "sft", "log_history": []}) == []

@@ -11,7 +11,8 @@ a plain TRL output directory.
 
 - ``history.py``: reading histories (stage folder, run directory, ``trainer_state.json``)
   and the distinct-n statistics training logs;
-- ``rules.py``: the rules, one function each, and their thresholds.
+- ``rules.py``: the rules, one function each, and their thresholds;
+- ``findings.py``: :class:`Finding` and the helpers the rules share (windows, evidence, fixes).
 
 Example::
 
@@ -25,8 +26,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from pipelines.doctor.findings import Finding
 from pipelines.doctor.history import History, diversity, from_metrics, load_histories
-from pipelines.doctor.rules import RULES, Finding
+from pipelines.doctor.rules import RULES
 
 __all__ = [
     "RULES",

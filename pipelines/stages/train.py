@@ -400,7 +400,11 @@ def run_doctor(ctx: StageContext, metrics: dict[str, Any]) -> list[dict[str, Any
     """The doctor's findings on this stage's own history (:mod:`pipelines.doctor`), warnings printed."""
     from pipelines.doctor import diagnose_stage
 
-    findings = diagnose_stage(metrics, ctx.dir)
+    try:
+        findings = diagnose_stage(metrics, ctx.dir)
+    except InputError as exc:  # advice only: a history the doctor cannot read never fails the stage
+        ctx.console.print(f"  [dim]doctor: {exc}[/dim]")
+        return []
     for f in findings:
         if f["severity"] != "info":
             ctx.console.print(f"  [yellow]doctor: {f['title']}: {f['evidence']['summary']}; fix: {f['fix']}[/yellow]")
