@@ -67,6 +67,8 @@ ENTROPY_EXPLODES = 3.0
 ENTROPY_DROP = 0.3
 #: A loss step this many times the median of the five before it (and above the run's scale) is a spike.
 SPIKE_RATIO = 2.5
+#: A single loss spike this many times the steps before it is a warning (a smaller one alone, a note).
+BIG_SPIKE = 4.0
 #: A gradient norm this many times the median of the five steps before it is a spike.
 GRAD_SPIKE = 20.0
 #: The last checkpoint's score this far under the best one means quality fell.
@@ -321,10 +323,13 @@ def loss_spikes(h: History) -> Finding | None:
     parts = [f"loss {num(b)} -> {num(v)} at step {int(s)}" for s, b, v in spikes[:3]]
     parts += [f"grad_norm {num(v)} at step {int(s)}" for s, v in grad_spikes[:3]]
     ev = evidence("loss", loss, "; ".join(parts), spikes=len(spikes), grad_spikes=len(grad_spikes))
+    # one small blip (a warmup step, a hard batch) is a note; repeated or large spikes are a warning
+    worst = max([v / max(b, 1e-8) for _, b, v in spikes] + [GRAD_SPIKE * 2 if len(grad_spikes) > 1 else 0.0])
+    severity = "warn" if len(spikes) + len(grad_spikes) > 1 or worst >= BIG_SPIKE else "info"
     return finding(
         h,
         "loss_spikes",
-        "warn",
+        severity,
         f"loss spikes ({len(spikes)} loss, {len(grad_spikes)} gradient-norm)",
         ev,
         "steps too large for the curvature: a high learning rate or loose gradient clipping",
