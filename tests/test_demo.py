@@ -6,6 +6,7 @@ The full demo's timing and gain are in benchmarks/demo.md.
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -78,3 +79,18 @@ def test_smollm2_probe_meets_the_gate(tmp_path):
     assert metrics["gate_passed"] is (metrics["pass@1"] >= 0.2)
     assert metrics["format_compliance"] > 0.5, "the prompt gets the model to state a number"
     assert (tmp_path / "smol" / "models" / "smollm2-135m-instruct" / "config.json").exists()
+
+
+def test_smollm2_plan_is_the_rft_route_with_validation_held_out_of_train():
+    """The real-model demo's plan (no model needed): RFT stages, no data.validation (the pipeline
+    holds prompts out of data.train), and a second model family only when asked for."""
+    from advisor.demos.smollm2 import SmolConfig, smollm2_plan
+    from advisor.plan import Plan
+
+    plan = Plan.model_validate(smollm2_plan(Path("m"), SmolConfig(threads=1), train_rows=71))
+    assert [s.kind for s in plan.stages] == ["probe", "rejection_sample", "sft", "evaluate"]
+    assert plan.route == "rft" and plan.data.validation is None and plan.compute.threads == 1
+    assert plan.models.judges == [] and plan.models.teacher is None
+    panel = Plan.model_validate(smollm2_plan(Path("m"), SmolConfig(), 71, judge=Path("gemma")))
+    assert [s.kind for s in panel.stages][:2] == ["probe", "synthesize"] and panel.stages[1].judge_mode == "solve"
+    assert panel.models.judges == ["m", "gemma"], "two families on the panel"

@@ -188,7 +188,7 @@ def smollm2_plan(
         eval_data="data/eval.jsonl",
     )
     plan = plan_to_dict(build_plan(answers))
-    plan["models"]["backend"] = cfg.backend
+    plan["models"].update(backend=cfg.backend, teacher=None, judges=[])  # one model, unless a judge joins
     if cfg.threads is not None:
         plan["compute"]["threads"] = cfg.threads
     plan["verifier"]["options"] = {"fallback_last_number": True}
