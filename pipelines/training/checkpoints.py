@@ -75,21 +75,28 @@ def pass_rate(
 
 
 def greedy_scores(
-    model: Path, prompts: list[Any], refs: list[Any], verifier: Any, max_new_tokens: int, batch_size: int
+    model: Path,
+    prompts: list[Any],
+    refs: list[Any],
+    verifier: Any,
+    max_new_tokens: int,
+    batch_size: int,
+    threads: int | None = None,
 ) -> dict[str, Any]:
     """``eval_pass@1`` (as :func:`pass_rate`) and the greedy outputs' diversity (``distinct``,
-    ``distinct_2``, ``mean_length``: what the doctor reads to see repetition and length drift)."""
+    ``distinct_2``, ``mean_length``: what the doctor reads to see repetition and length drift).
+    ``threads`` (``compute.threads``) sizes torch and the verifier's workers."""
     from pipelines.doctor.history import diversity
     from pipelines.generation.hf import HFGenerator
 
-    generator = HFGenerator(str(model), batch_size=batch_size)
+    generator = HFGenerator(str(model), batch_size=batch_size, threads=threads)
     outputs = generator.generate(prompts, n=1, temperature=0.0, max_new_tokens=max_new_tokens, seed=0)
     del generator  # free the model before the next checkpoint loads
     _release_memory()
     texts = [o[0] for o in outputs]
     from pipelines.sampling import references_for
 
-    verdicts = verifier.verify_batch(texts, references_for(verifier, prompts, refs))
+    verdicts = verifier.verify_batch(texts, references_for(verifier, prompts, refs), workers=threads)
     graded = [v for v in verdicts if v.gradable]
     rate = sum(v.passed for v in graded) / len(graded) if graded else None
     return {"eval_pass@1": rate, **{k: round(v, 4) for k, v in diversity([str(t) for t in texts]).items()}}
@@ -126,7 +133,15 @@ def score_checkpoints(
         for step, folder in found:
             model = materialize(folder, ctx.dir / "eval-model", job["lora"], False) if job["lora"] else folder
             scores = (
-                greedy_scores(model, prompts, refs, verifier, max_new_tokens, ctx.plan.compute.generation_batch_size)
+                greedy_scores(
+                    model,
+                    prompts,
+                    refs,
+                    verifier,
+                    max_new_tokens,
+                    ctx.plan.compute.generation_batch_size,
+                    threads=ctx.plan.compute.threads_per_process(),
+                )
                 if prompts
                 else {"eval_pass@1": None}
             )

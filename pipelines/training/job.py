@@ -246,7 +246,10 @@ def reward_functions(job: dict[str, Any]) -> list[Any]:
         reward = verifiers.get("reward_model", model=spec["model"]).as_reward()
     else:
         verifier = verifiers.get(spec["verifier"], **spec.get("options", {}))
-        reward = verifier.as_reward(reference_field="reference")
+        # a verifier that grades on a pool of workers (math) gets the process's threads; cheap ones stay in-process
+        pooled = job.get("threads") and getattr(verifier, "reward_workers", 1) is None
+        pool = {"workers": job["threads"]} if pooled else {}
+        reward = verifier.as_reward(reference_field="reference", **pool)
     if job["options"].get("reward_shuffle"):
         reward = shuffled_within_groups(reward, job["options"]["num_generations"], job["options"]["seed"])
     from pipelines.training.diversity import logging_diversity
