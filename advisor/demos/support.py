@@ -114,13 +114,22 @@ def bad_reply(prompt: str, rng: random.Random) -> str:
 
 
 def judge_examples(n: int, seed: int) -> list[tuple[str, str]]:
-    """(rubric text, ``score: N``) pairs the judge model learns from."""
+    """(rubric text, ``score: N``) pairs the judge model learns from, as many of each score 0-4.
+
+    Balanced by score: with every part a coin flip a reply meets all four rules only one
+    time in 16, and a judge that rarely sees a 4 learns never to give one.
+    """
     rng = random.Random(seed)
-    out = []
-    for _ in range(n):
+    per_score = -(-n // (SCALE + 1))
+    buckets: dict[int, list[tuple[str, str]]] = {k: [] for k in range(SCALE + 1)}
+    while any(len(b) < per_score for b in buckets.values()):
         prompt = message(rng)
         text = reply(prompt, rng, JUDGE_MIX)
-        out.append((f"{prompt}|{text}|", f"score: {rules_met(prompt, text)}"))
+        k = rules_met(prompt, text)
+        if len(buckets[k]) < per_score:
+            buckets[k].append((f"{prompt}|{text}|", f"score: {k}"))
+    out = [row for b in buckets.values() for row in b][:n]
+    rng.shuffle(out)
     return out
 
 
@@ -141,7 +150,7 @@ class WorldConfig:
     base_rows: int = 3000
     base_steps: int = 300  # loss flat by step 200 (0.15)
     judge_rows: int = 4000
-    judge_steps: int = 300  # loss 0.002 by step 300; greedy held-out exact score 100% at 900
+    judge_steps: int = 500
     hidden_size: int = 64
     layers: int = 2
     train_prompts: int = 240

@@ -82,7 +82,10 @@ def select(samples: list[dict[str, Any]], num_prompts: int, opts: Any, task_kind
         distinct.append(len({path_key(s["sample"], task_kind) for s in group if s["passed"]}))
         chosen = unique[: opts.max_per_prompt]
         kept.extend(chosen)
-        for c, r in zip(chosen, bad, strict=False):
+        matched = list(zip(chosen, bad, strict=False))
+        if not matched:
+            matched = graded_pair(group)
+        for c, r in matched:
             pairs.append(
                 {
                     "prompt": c["prompt"],
@@ -92,6 +95,22 @@ def select(samples: list[dict[str, Any]], num_prompts: int, opts: Any, task_kind
                 }
             )
     return {"kept": kept, "pairs": pairs, "distinct": distinct, "by_prompt": by_prompt}
+
+
+def graded_pair(group: list[dict[str, Any]]) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+    """A graded verifier's (judge, reward model) best and worst sample, when no pass/fail pair exists.
+
+    Binary verifiers score 0 or 1, so their scores differ only when a pass/fail pair exists.
+
+    >>> graded_pair([{"score": 0.5, "gradable": True, "sample": "a"}, {"score": 0.75, "gradable": True, "sample": "b"}])[0][0]["sample"]
+    'b'
+    """
+    scored = [s for s in group if s.get("gradable", True) and isinstance(s.get("score"), (int, float))]
+    if len(scored) < 2:
+        return []
+    best = max(scored, key=lambda s: s["score"])
+    worst = min(scored, key=lambda s: s["score"])
+    return [(best, worst)] if best["score"] > worst["score"] else []
 
 
 def teacher_rows(ctx: StageContext) -> list[dict[str, Any]]:
