@@ -4,7 +4,8 @@ Both answer the questionnaire for an open-ended task with no ground truth (``lab
 0``, not verifiable), so the flowchart picks RLHF; ``preference_pairs`` then chooses DPO
 (``rlhf-dpo``) or a reward model and online RL (``rlhf-rm``). The plan's verifier is a
 ``judge``: the world's judge model (:mod:`advisor.demos.support`) with the rubric
-``message|reply|`` on a 0-4 scale, passing at 4. The gain is read from the probe's and
+``message|reply|`` on a 0-4 scale, passing at 3 (it undercounts by about one rule: a
+lenient, imperfect judge, as real ones are). The gain is read from the probe's and
 evaluate's samples twice: as the judge scored them (the pipeline's own measure) and as
 the hidden rule does. The headline figures in ``demo-result.json`` are the hidden rule's;
 ``judge`` holds the judge's. A gain the judge sees (interval above 0) and the rule does
@@ -64,7 +65,7 @@ def rlhf_plan(
     plan["models"]["chat"] = False  # character models: plain prompts
     plan["data"]["validation"] = "data/validation.jsonl"
     plan["verifier"]["options"].update(
-        rubric=world.RUBRIC, scale=float(world.SCALE), threshold=float(world.SCALE), chat=False, max_new_tokens=9
+        rubric=world.RUBRIC, scale=float(world.SCALE), threshold=float(world.PASS_MARK), chat=False, max_new_tokens=9
     )
     sampling = {"prompt_template": "{{ question }}", "max_new_tokens": 32, "temperature": 1.0, "shard_size": 60}
     for stage in plan["stages"]:

@@ -39,6 +39,8 @@ RULES = ("greets by name", "apologises for a complaint", "never shouts", f"at mo
 #: The judge's rubric: the message and the reply; it answers "score: N" (N the rules met, 0-4).
 RUBRIC = "{{ question }}|{{ answer }}|"
 SCALE = 4
+#: The judge's pass mark: 3 of the 4 rules (it undercounts: 500 steps leave it about one rule low).
+PASS_MARK = 3
 
 
 def message(rng: random.Random) -> str:
