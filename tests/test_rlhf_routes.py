@@ -95,3 +95,20 @@ def test_support_tone_runs_on_tiny_models(tmp_path, tiny_model_dir):
     assert pref["judged_pairs"] == 0 and pref["win_rate"] is None, "abstentions are not wins or losses"
     assert metrics["after"]["ungradable_samples"] == 6
     assert (tmp_path / "run" / "report.html").exists()
+
+
+@pytest.mark.slow
+def test_grpo_can_take_the_judge_as_its_reward(tmp_path, tiny_model_dir):
+    """The training process builds the judge's own backend (verifiers cannot): GRPO runs against it."""
+
+    def grpo(d):
+        d["stages"][0].update(samples=2, max_new_tokens=4, gate=0.0)
+        d["stages"][1] = {"kind": "grpo", "lr": 1e-4, "max_steps": 1, "batch_size": 2, "num_generations": 2,
+                          "max_new_tokens": 4, "lora": "no", "general_mix": 0.0}  # fmt: skip
+        d["verifier"]["options"].update(max_new_tokens=4)
+
+    plan = edit(planned(tmp_path, tiny_model_dir), grpo)
+    result = run_cli("run", plan, "--run-dir", tmp_path / "run", cwd=tmp_path)
+    assert result.exit_code == 0, result.output
+    job = json.loads(next((tmp_path / "run").glob("*-grpo/job.json")).read_text())
+    assert job["reward"]["verifier"] == "judge" and job["reward"]["options"]["backend"] == "hf"

@@ -61,7 +61,7 @@ from pipelines import curation
 from pipelines.artifacts import read_jsonl, write_json, write_jsonl
 from pipelines.context import StageContext, StageResult
 from pipelines.data import VALIDATION_MIN_ROWS, load_rows, render_prompts, sample_rows, training_splits
-from pipelines.sampling import quiet_libraries, verifier_for
+from pipelines.sampling import quiet_libraries, verifier_for, verifier_options
 from pipelines.training.checkpoints import CHECKPOINTS, choose, materialize, score_checkpoints
 
 #: Above this many parameters ``lora: auto`` trains a LoRA adapter instead of every weight.
@@ -254,7 +254,10 @@ def reward_spec(ctx: StageContext) -> dict[str, Any]:
         if found is None:
             raise InputError(f"{opts.kind}: reward: reward_model needs a finished reward_model stage before it")
         return {"model": str(found[1] / "model")}
-    return {"verifier": plan.verifier.name, "options": plan.verifier.options}
+    options = verifier_options(plan, ctx.plan_dir)
+    if plan.verifier.name == "judge":
+        options.setdefault("backend", plan.models.backend)  # the training process builds the judge's backends
+    return {"verifier": plan.verifier.name, "options": options}
 
 
 def vllm_usable() -> bool:

@@ -245,7 +245,14 @@ def reward_functions(job: dict[str, Any]) -> list[Any]:
     if "model" in spec:
         reward = verifiers.get("reward_model", model=spec["model"]).as_reward()
     else:
-        verifier = verifiers.get(spec["verifier"], **spec.get("options", {}))
+        options = dict(spec.get("options", {}))
+        if spec["verifier"] == "judge":  # a judge asks its models: build their generation backends here
+            from pipelines.generation import make_generator
+
+            models = options.get("model") or []
+            models = [models] if isinstance(models, str) else list(models)
+            options["generator"] = {m: make_generator(options.get("backend") or "hf", m) for m in models}
+        verifier = verifiers.get(spec["verifier"], **options)
         # a verifier that grades on a pool of workers (math) gets the process's threads; cheap ones stay in-process
         pooled = job.get("threads") and getattr(verifier, "reward_workers", 1) is None
         pool = {"workers": job["threads"]} if pooled else {}
