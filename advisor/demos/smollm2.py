@@ -89,7 +89,7 @@ def smollm2_model(cache: Path, console: Any) -> Path:
 
 
 #: A chat template for Gemma 3 270M *base* (it has none): the question, then "Answer:".
-PLAIN_TEMPLATE = "{% for m in messages %}{{ m['content'] }}\n{% endfor %}Answer:"
+PLAIN_TEMPLATE = "{{ bos_token }}{% for m in messages %}{{ m['content'] }}\n{% endfor %}Answer:"
 
 
 def gemma3_model(cache: Path, console: Any) -> Path:
