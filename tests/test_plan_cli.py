@@ -127,7 +127,13 @@ def test_interactive_rlhf_asks_preference_pairs(runner, tmp_path):
     result = run(runner, "plan", "--out", tmp_path / "o", input="\n".join(answers) + "\n")
     assert result.exit_code == 0, result.output
     assert "preference pairs" in result.output
-    assert [s["kind"] for s in load(tmp_path / "o")["stages"]] == ["probe", "rejection_sample", "reward_model", "grpo", "evaluate"]
+    assert [s["kind"] for s in load(tmp_path / "o")["stages"]] == [
+        "probe",
+        "rejection_sample",
+        "reward_model",
+        "grpo",
+        "evaluate",
+    ]
 
 
 def test_no_input_lists_every_missing_answer(runner, tmp_path):
