@@ -277,6 +277,24 @@ def test_training_stage_with_nan_loss_and_no_checkpoints(tmp_path):
     assert len(images(html)) == 1 and "checkpoint-3" in html
 
 
+def test_report_names_the_split_of_each_choice_and_a_resumed_stages_time(tmp_path):
+    plan = make_plan(["probe", "sft"])
+    run = tmp_path / "run"
+    write_stage(run, "01-probe", {**PROBE, "split": "data.eval"})
+    source = "data.train (held out: 14 of 71 rows, seed 0)"
+    checkpoints = [{"step": 10, "eval_pass@1": 0.9}, {"step": 20, "eval_pass@1": 1.0}]
+    sft = {"checkpoints": checkpoints, "chosen_checkpoint": 20, "checkpoint_eval": {"source": source, "prompts": 14}}
+    write_stage(run, "02-sft", sft)
+    manifest = run / "02-sft" / "manifest.json"
+    manifest.write_text(
+        json.dumps({**json.loads(manifest.read_text()), "seconds": 90.0, "attempts": 2, "attempt_seconds": 30.0})
+    )
+    md = write_report(plan, run)[1].read_text()
+    assert f"checkpoint chosen on {source} (14 prompts" in md and "played no part in the choice" in md
+    assert "the gate: decided on data.eval" in md
+    assert "resumed: 90.0s over 2 attempts, the last 30.0s" in md, "a resumed stage's time counts every attempt"
+
+
 def test_malformed_metrics_do_not_break_the_report(tmp_path):
     # a stage's files may be hand-edited or half-written: wrong types are skipped, not fatal
     plan = make_plan(["probe", "synthesize", "sft", "evaluate"])
