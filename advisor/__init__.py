@@ -8,7 +8,8 @@ The app, in layers:
 - the app: ``cli`` (click only), ``questionnaire`` and ``planner`` (answers to a plan and
   its files), ``validate`` (every problem before compute), ``runner`` (stages in order,
   resumably), ``report`` and ``charts`` (report.html/.md), ``scoring`` (``advisor
-  verify``), ``demo`` (the offline end-to-end example).
+  verify``), ``demos`` (each flowchart route run offline end to end,
+  with its control; ``demo`` keeps the old import path).
 
 The app imports ``pipelines`` and ``verifiers``; neither imports the app back.
 """
