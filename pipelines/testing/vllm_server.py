@@ -87,7 +87,7 @@ class VLLMServer:
 
     def start(self) -> VLLMServer:
         port = _free_port()
-        env = {**os.environ, "VLLM_LOGGING_LEVEL": os.environ.get("VLLM_LOGGING_LEVEL", "WARNING")}
+        env = {**os.environ, "VLLM_LOGGING_LEVEL": os.environ.get("VLLM_LOGGING_LEVEL", "INFO")}  # to the log file
         started = time.monotonic()
         with open(self.log, "w") as out:
             self._proc = subprocess.Popen(
