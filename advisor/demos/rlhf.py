@@ -20,7 +20,15 @@ from pathlib import Path
 from typing import Any
 
 from advisor.demos import support as world
-from advisor.demos.common import excludes_zero, figure_line, headline, rates_headline
+from advisor.demos.common import (
+    decision_path,
+    excludes_zero,
+    figure_line,
+    finish,
+    headline,
+    rates_headline,
+    run_and_read,
+)
 from pipelines.artifacts import read_jsonl, write_text
 
 
@@ -126,3 +134,61 @@ def honest_note(summary: dict[str, Any]) -> list[str]:
         f"no gain shown: the hidden rule's difference {summary['difference']:+.1%} (95% CI {lo:+.1%} to {hi:+.1%}) "
         "does not exclude 0 at this size"
     ]
+
+
+def run_route(
+    out: Path,
+    cache: Path | None,
+    console: Any,
+    cfg: Any,
+    plans: Any,
+    route: str,
+    run_name: str,
+    titles: tuple[str, str],
+    labels: tuple[str, str, str],
+    before_control: Any = None,
+    **extra: Any,
+) -> dict[str, Any]:
+    """Build the world, plan, run the route and its control, and write ``demo-result.json``.
+
+    ``plans(models, cfg)`` gives the plan and control data; ``titles`` are the pipeline's and
+    the control's section titles; ``labels`` the route's verdict label, the control's verdict
+    label and the control's description. ``before_control(runs, plan_data)`` may seed the
+    control's run folder (stages both runs share).
+    """
+    from rich.console import Console
+
+    from advisor.plan import Plan
+    from advisor.planner import print_explanation
+
+    console = console or Console(stderr=True)
+    out.mkdir(parents=True, exist_ok=True)
+    console.rule("1. models (trained from scratch, offline)")
+    models = world.build_world_models(cache or out / "models", cfg.world, console)
+    write_inputs(out, cfg.world)
+
+    console.rule("2. plan (the flowchart, answered without a terminal)")
+    plan_data, control_data = plans(models, cfg)
+    print_explanation(Plan.model_validate(plan_data))
+
+    runs = out / "runs"
+    console.rule(f"3. pipeline: {titles[0]}")
+    metrics = run_and_read(plan_data, out / "plan.yaml", runs / run_name, console)
+    console.rule(f"4. control: {titles[1]}")
+    if before_control is not None:
+        before_control(runs, plan_data)
+    control = run_and_read(control_data, out / "plan-control.yaml", runs / f"{run_name}-control", console)
+
+    n = cfg.world.eval_prompts
+    summary = {
+        "route": route,
+        **measured(runs / run_name, plan_data, metrics, n),
+        "control": {"label": labels[2], **measured(runs / f"{run_name}-control", control_data, control, n)},
+        "seed": cfg.seed,
+        "hidden_rule": list(world.RULES),
+        **extra,
+        "path": decision_path(plan_data),
+        "run_report": str(runs / run_name / "report.html"),
+    }
+    lines = verdict_lines(labels[0], summary) + verdict_lines(labels[1], summary["control"])
+    return finish(out, summary, lines + honest_note(summary))

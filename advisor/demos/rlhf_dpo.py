@@ -20,8 +20,6 @@ from typing import Any
 
 from advisor.demos import rlhf
 from advisor.demos import support as world
-from advisor.demos.common import decision_path, finish, run_and_read
-from advisor.planner import print_explanation
 
 
 @dataclass(frozen=True)
@@ -56,39 +54,14 @@ def plans(models: dict[str, Path], cfg: DpoDemoConfig) -> tuple[dict[str, Any], 
 def run_demo(
     out: Path, cache: Path | None = None, console: Any = None, cfg: DpoDemoConfig | None = None
 ) -> dict[str, Any]:
-    from rich.console import Console
-
-    from advisor.plan import Plan
-
-    console = console or Console(stderr=True)
-    cfg = cfg or DpoDemoConfig()
-    out.mkdir(parents=True, exist_ok=True)
-    console.rule("1. models (trained from scratch, offline)")
-    models = world.build_world_models(cache or out / "models", cfg.world, console)
-    rlhf.write_inputs(out, cfg.world)
-
-    console.rule("2. plan (the flowchart, answered without a terminal)")
-    plan_data, control_data = plans(models, cfg)
-    print_explanation(Plan.model_validate(plan_data))
-
-    console.rule("3. pipeline: DPO on the preference pairs")
-    runs = out / "runs"
-    metrics = run_and_read(plan_data, out / "plan.yaml", runs / "demo-dpo", console)
-    console.rule("4. control: SFT on the chosen replies only")
-    control = run_and_read(control_data, out / "plan-control.yaml", runs / "demo-dpo-control", console)
-
-    n = cfg.world.eval_prompts
-    summary = {
-        "route": "rlhf-dpo",
-        **rlhf.measured(runs / "demo-dpo", plan_data, metrics, n),
-        "control": {
-            "label": "SFT on the chosen replies only",
-            **rlhf.measured(runs / "demo-dpo-control", control_data, control, n),
-        },
-        "seed": cfg.seed,
-        "hidden_rule": list(world.RULES),
-        "path": decision_path(plan_data),
-        "run_report": str(runs / "demo-dpo" / "report.html"),
-    }
-    lines = rlhf.verdict_lines("DPO", summary) + rlhf.verdict_lines("control: SFT on chosen", summary["control"])
-    return finish(out, summary, lines + rlhf.honest_note(summary))
+    return rlhf.run_route(
+        out,
+        cache,
+        console,
+        cfg or DpoDemoConfig(),
+        plans,
+        route="rlhf-dpo",
+        run_name="demo-dpo",
+        titles=("DPO on the preference pairs", "SFT on the chosen replies only"),
+        labels=("DPO", "control: SFT on chosen", "SFT on the chosen replies only"),
+    )

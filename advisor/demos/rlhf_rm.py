@@ -22,8 +22,6 @@ from typing import Any
 
 from advisor.demos import rlhf
 from advisor.demos import support as world
-from advisor.demos.common import decision_path, finish, run_and_read
-from advisor.planner import print_explanation
 
 
 @dataclass(frozen=True)
@@ -65,51 +63,29 @@ def plans(models: dict[str, Path], cfg: RmDemoConfig) -> tuple[dict[str, Any], d
     return plan, control
 
 
-def run_demo(
-    out: Path, cache: Path | None = None, console: Any = None, cfg: RmDemoConfig | None = None
-) -> dict[str, Any]:
-    from rich.console import Console
-
+def share_stages(runs: Path, plan_data: dict[str, Any]) -> None:
+    """probe, rejection_sample, reward_model are identical in the control, so their manifests match."""
     from advisor.plan import Plan
 
-    console = console or Console(stderr=True)
-    cfg = cfg or RmDemoConfig()
-    out.mkdir(parents=True, exist_ok=True)
-    console.rule("1. models (trained from scratch, offline)")
-    models = world.build_world_models(cache or out / "models", cfg.world, console)
-    rlhf.write_inputs(out, cfg.world)
-
-    console.rule("2. plan (the flowchart, answered without a terminal)")
-    plan_data, control_data = plans(models, cfg)
-    print_explanation(Plan.model_validate(plan_data))
-
-    console.rule("3. pipeline: judged samples -> reward model -> GRPO")
-    runs = out / "runs"
-    metrics = run_and_read(plan_data, out / "plan.yaml", runs / "demo-rm", console)
-
-    console.rule("4. control: the same GRPO with rewards shuffled within each group")
-    dirs = Plan.model_validate(plan_data).stage_dirs()
-    for name in dirs[:-2]:  # probe, rejection_sample, reward_model: identical, so their manifests match
+    for name in Plan.model_validate(plan_data).stage_dirs()[:-2]:
         target = runs / "demo-rm-control" / name
         if not target.exists():
             shutil.copytree(runs / "demo-rm" / name, target)
-    control = run_and_read(control_data, out / "plan-control.yaml", runs / "demo-rm-control", console)
 
-    n = cfg.world.eval_prompts
-    summary = {
-        "route": "rlhf-rm",
-        **rlhf.measured(runs / "demo-rm", plan_data, metrics, n),
-        "control": {
-            "label": "the same GRPO, rewards shuffled within each group",
-            **rlhf.measured(runs / "demo-rm-control", control_data, control, n),
-        },
-        "seed": cfg.seed,
-        "hidden_rule": list(world.RULES),
-        "scorer": "the judge (held out: GRPO optimised the reward model)",
-        "path": decision_path(plan_data),
-        "run_report": str(runs / "demo-rm" / "report.html"),
-    }
-    lines = rlhf.verdict_lines("reward model + GRPO", summary) + rlhf.verdict_lines(
-        "control: shuffled", summary["control"]
+
+def run_demo(
+    out: Path, cache: Path | None = None, console: Any = None, cfg: RmDemoConfig | None = None
+) -> dict[str, Any]:
+    return rlhf.run_route(
+        out,
+        cache,
+        console,
+        cfg or RmDemoConfig(),
+        plans,
+        route="rlhf-rm",
+        run_name="demo-rm",
+        titles=("judged samples -> reward model -> GRPO", "the same GRPO with rewards shuffled within each group"),
+        labels=("reward model + GRPO", "control: shuffled", "the same GRPO, rewards shuffled within each group"),
+        before_control=share_stages,
+        scorer="the judge (held out: GRPO optimised the reward model)",
     )
-    return finish(out, summary, lines + rlhf.honest_note(summary))
