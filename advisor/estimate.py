@@ -101,21 +101,29 @@ class DataFacts:
 
 
 def data_facts(plan: Plan, plan_dir: Path, key: str) -> DataFacts:
-    """Rows and mean prompt/answer lengths of ``data.<key>`` (the probe reads data.eval or data.train)."""
-    from pipelines.data import read_rows
+    """Rows and mean prompt/answer lengths of ``data.<key>`` (the probe reads data.eval or data.train).
 
-    name = getattr(plan.data, key)
-    path = plan_dir / name if name else None
-    if path is None or not path.exists():
-        return DataFacts(
-            ASSUMED_ROWS, ASSUMED_PROMPT_TOKENS * CHARS_PER_TOKEN, ASSUMED_ANSWER_TOKENS * CHARS_PER_TOKEN, True
-        )
+    ``train`` and ``validation`` are the rows the stages see: :func:`pipelines.data.training_splits`
+    holds validation prompts out of ``data.train`` when the plan names no ``data.validation``.
+    """
+    from pipelines.data import read_rows, training_splits
+
+    assumed = DataFacts(
+        ASSUMED_ROWS, ASSUMED_PROMPT_TOKENS * CHARS_PER_TOKEN, ASSUMED_ANSWER_TOKENS * CHARS_PER_TOKEN, True
+    )
     try:
-        rows = read_rows(path)
-    except Exception:  # an unreadable file is validate's to report; the estimate assumes
-        return DataFacts(
-            ASSUMED_ROWS, ASSUMED_PROMPT_TOKENS * CHARS_PER_TOKEN, ASSUMED_ANSWER_TOKENS * CHARS_PER_TOKEN, True
-        )
+        if key in ("train", "validation") and plan.data.train:
+            splits = training_splits(plan.data, plan_dir)
+            rows = splits.train if key == "train" else splits.validation
+        else:
+            name = getattr(plan.data, key)
+            if not name or not (plan_dir / name).exists():
+                return assumed
+            rows = read_rows(plan_dir / name)
+    except Exception:  # a missing or unreadable file is validate's to report; the estimate assumes
+        return assumed
+    if not rows:
+        return DataFacts(0, 0.0, 0.0, False) if key == "validation" else assumed
 
     def mean_len(field_name: str) -> float:
         values = [len(str(r.get(field_name, ""))) for r in rows if isinstance(r, dict) and r.get(field_name)]
@@ -285,15 +293,10 @@ def _price_training(
         reference = kind in ("dpo", "psft")  # DPO's reference model, PSFT's old policy
         training(est, m, base, steps, sequences * pairs, prompt + answer, lora, reference, saves(steps, CHECKPOINTS))
     load(est, m, 2)
-    if kind != "reward_model":  # every checkpoint is scored by greedy pass@1 on the eval prompts
-        evals = min(
-            EVAL_PROMPTS,
-            _rows_for(
-                plan, plan_dir, "validation" if plan.data.validation else "eval" if plan.data.eval else "train", facts
-            ).rows,
-        )
+    if kind != "reward_model":  # every checkpoint is scored by greedy pass@1 on the validation prompts
+        evals = min(EVAL_PROMPTS, _rows_for(plan, plan_dir, "validation", facts).rows)
         new = probe.max_new_tokens if probe is not None else getattr(stage, "max_new_tokens", 512)
-        for _ in range(saves(steps, CHECKPOINTS)):
+        for _ in range(saves(steps, CHECKPOINTS) if evals else 0):
             generation(est, m, base, evals, prompt, new, batch)
             load(est, m, 1)
     _note(est, data, "data.train")

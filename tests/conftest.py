@@ -37,3 +37,22 @@ def tiny_model_dir(tmp_path_factory):
     from pipelines.testing.tinymodel import build_tiny_model
 
     return build_tiny_model(tmp_path_factory.mktemp("tiny-model"), arch="llama", seed=0)
+
+
+@pytest.fixture(scope="session")
+def memorized(tmp_path_factory):
+    """``memorized(name, examples)``: a tiny model trained (once per session and name) until
+    greedy decoding, and sampling at temperature 0.3 or less, answers each prompt with its
+    own reply. A real engine with known outputs, so tests can check a stage's arithmetic."""
+    from pipelines.testing.tinymodel import memorize
+
+    made: dict[str, object] = {}
+
+    def make(name: str, examples: list[tuple[str, str]]):
+        if name not in made:
+            out = tmp_path_factory.mktemp(f"memorized-{name}")
+            memorize(out, examples)
+            made[name] = out
+        return made[name]
+
+    return make

@@ -99,6 +99,16 @@ def test_kl_rising_fast_with_reward_is_a_weak_kl(tmp_path):
     assert "kl_too_weak" not in rules_named(state(tmp_path / "b", grpo_rows())), "a small, slowly rising KL is fine"
 
 
+def test_kl_that_jumps_within_the_first_quarter_and_stays_high_is_too_weak(tmp_path):
+    """The quarters compare high with high, so the held level is the evidence, not the ratio."""
+    jump = grpo_rows(kl=lambda t: 0.0 if t == 0 else 0.5 + 0.2 * math.sin(40 * t), reward=lambda t: 0.3 - 0.1 * t)
+    found = rules_named(state(tmp_path / "a", jump))["kl_too_weak"]
+    assert "median" in found["evidence"]["summary"] and found["evidence"]["values"]["kl_second_half_median"] > 0.3
+    assert "beta" in found["fix"] and "lr" in found["fix"], "the reward fell: a smaller step too"
+    held_low = grpo_rows(kl=lambda t: 0.0 if t == 0 else 0.15 + 0.1 * math.sin(40 * t), reward=lambda t: 0.3)
+    assert "kl_too_weak" not in rules_named(state(tmp_path / "b", held_low)), "a KL held near 0.15 is not runaway"
+
+
 def test_kl_flat_and_reward_flat_is_a_strong_kl(tmp_path):
     rows = grpo_rows(kl=lambda t: 1e-5, reward=lambda t: 0.4 + 0.05 * math.sin(9 * t))
     assert "kl_too_strong" in rules_named(state(tmp_path / "a", rows))
@@ -163,6 +173,27 @@ def test_loss_falling_while_checkpoint_scores_fall_names_the_winner(tmp_path):
     finding = rules_named(folder)["loss_vs_score"]
     assert "checkpoint 10" in finding["title"] and "+30.0%" in finding["title"], finding["title"]
     assert "max_steps 40 -> 20" in finding["fix"]
+
+
+def test_a_plateau_then_a_steady_fall_counts_as_a_fall(tmp_path):
+    """Scores 40.6, 40.6, 32.8, 32.8% over 64 prompts: the first two tie, then they fall and stay
+    down. A steady fall needs half the single-drop evidence; the tie must not hide it."""
+    folder = tmp_path / "02-sft"
+    folder.mkdir()
+    scores = [0.40625, 0.40625, 0.328125, 0.328125]
+    metrics = {
+        "kind": "sft",
+        "log_history": [{"loss": 0.7 - i / 300, "step": i + 1} for i in range(160)],
+        "checkpoints": [{"step": 40 * (i + 1), "eval_pass@1": v} for i, v in enumerate(scores)],
+        "chosen_checkpoint": 80,
+        "checkpoint_eval": {"prompts": 64},
+        "hyperparameters": {"max_steps": 160, "lr": 1e-5},
+    }
+    (folder / "metrics.json").write_text(json.dumps(metrics))
+    assert "checkpoint 80" in rules_named(folder)["loss_vs_score"]["title"]
+    metrics["checkpoints"][2]["eval_pass@1"] = 0.421875  # a small rise in between: not a steady fall
+    (folder / "metrics.json").write_text(json.dumps(metrics))
+    assert "loss_vs_score" not in rules_named(folder)
 
 
 # ---- real runs on the tiny model ----

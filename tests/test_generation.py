@@ -15,7 +15,8 @@ from pipelines.generation import (
     to_messages,
     truncate_at_stop,
 )
-from pipelines.testing.openai_server import OpenAIServer
+from pipelines.testing.model_server import ModelServer
+from pipelines.testing.openai_server import ScriptedServer
 
 PROMPTS = ["1+2=", "12+34=", "hello there", "7*8="]  # different lengths, so batches pad
 
@@ -200,7 +201,7 @@ def echo(messages):
 @pytest.fixture(scope="module")
 def hf_server(tiny_model_dir):
     """A real engine behind the OpenAI API: the tiny model through ``HFGenerator``."""
-    with OpenAIServer(tiny_model_dir, model_name="tiny") as server:
+    with ModelServer(tiny_model_dir, model_name="tiny") as server:
         yield server
 
 
@@ -223,14 +224,14 @@ def test_openai_normal_request_n_choices_in_prompt_order(hf_server, hf):
 
 
 def test_openai_applies_stop_strings_even_if_the_server_does_not():
-    with OpenAIServer(reply=lambda m: "42\nextra") as server:
+    with ScriptedServer(reply=lambda m: "42\nextra") as server:
         gen = OpenAIGenerator("tiny", base_url=server.base_url)
         assert gen.generate(["q"], stop=["\n"]) == [["42"]]
 
 
 @pytest.mark.parametrize("status", [500, 503, 429])
 def test_openai_retries_transient_failures_then_succeeds(status):
-    with OpenAIServer(reply=echo, fail_first=[status]) as server:
+    with ScriptedServer(reply=echo, fail_first=[status]) as server:
         gen = OpenAIGenerator("tiny", base_url=server.base_url, retry_base_delay=0.01)
         assert gen.generate(["q"], n=2) == [["re: q", "re: q"]]
     assert server.statuses == [status, 200]
@@ -238,7 +239,7 @@ def test_openai_retries_transient_failures_then_succeeds(status):
 
 
 def test_openai_gives_up_after_max_retries_with_one_line():
-    with OpenAIServer(reply=echo, always_status=502) as server:
+    with ScriptedServer(reply=echo, always_status=502) as server:
         gen = OpenAIGenerator("tiny", base_url=server.base_url, max_retries=2, retry_base_delay=0.01)
         with pytest.raises(GenerationError, match="after 3 attempts") as info:
             gen.generate(["q"])
@@ -247,7 +248,7 @@ def test_openai_gives_up_after_max_retries_with_one_line():
 
 
 def test_openai_bad_key_is_an_auth_error_without_a_retry_storm():
-    with OpenAIServer(reply=echo, api_key="right") as server:
+    with ScriptedServer(reply=echo, api_key="right") as server:
         gen = OpenAIGenerator("tiny", base_url=server.base_url, api_key="wrong", max_concurrency=4)
         with pytest.raises(GenerationError, match="authentication failed .*HTTP 401.*OPENAI_API_KEY"):
             gen.generate([f"q{i}" for i in range(40)])
@@ -256,14 +257,14 @@ def test_openai_bad_key_is_an_auth_error_without_a_retry_storm():
 
 
 def test_openai_forbidden_is_an_auth_error():
-    with OpenAIServer(reply=echo, always_status=403) as server:
+    with ScriptedServer(reply=echo, always_status=403) as server:
         gen = OpenAIGenerator("tiny", base_url=server.base_url)
         with pytest.raises(GenerationError, match="authentication failed .*HTTP 403"):
             gen.generate(["q"])
 
 
 def test_openai_unknown_model_is_a_not_found_error():
-    with OpenAIServer(reply=echo, model_name="served") as server:
+    with ScriptedServer(reply=echo, model_name="served") as server:
         gen = OpenAIGenerator("missing", base_url=server.base_url, retry_base_delay=0.01)
         with pytest.raises(GenerationError, match="model 'missing' not found .*HTTP 404"):
             gen.generate(["q"])
@@ -271,7 +272,7 @@ def test_openai_unknown_model_is_a_not_found_error():
 
 
 def test_openai_bad_request_is_not_retried():
-    with OpenAIServer(reply=echo, always_status=400) as server:
+    with ScriptedServer(reply=echo, always_status=400) as server:
         gen = OpenAIGenerator("tiny", base_url=server.base_url, retry_base_delay=0.01)
         with pytest.raises(GenerationError, match="HTTP 400"):
             gen.generate(["q"])
@@ -279,7 +280,7 @@ def test_openai_bad_request_is_not_retried():
 
 
 def test_openai_tops_up_when_the_server_returns_fewer_choices():
-    with OpenAIServer(reply=echo, max_choices=1) as server:
+    with ScriptedServer(reply=echo, max_choices=1) as server:
         gen = OpenAIGenerator("tiny", base_url=server.base_url)
         assert gen.generate(["q"], n=3, seed=10) == [["re: q"] * 3]
     assert [r["n"] for r in server.requests] == [3, 1, 1]
@@ -287,7 +288,7 @@ def test_openai_tops_up_when_the_server_returns_fewer_choices():
 
 
 def test_openai_reads_base_url_and_key_from_the_environment(monkeypatch, tiny_model_dir, hf):
-    with OpenAIServer(tiny_model_dir, api_key="env-key") as server:
+    with ModelServer(tiny_model_dir, api_key="env-key") as server:
         monkeypatch.setenv("OPENAI_BASE_URL", server.base_url)
         monkeypatch.setenv("OPENAI_API_KEY", "env-key")
         out = OpenAIGenerator("tiny").generate(["1+2="], temperature=0, max_new_tokens=6)
@@ -295,7 +296,7 @@ def test_openai_reads_base_url_and_key_from_the_environment(monkeypatch, tiny_mo
 
 
 def test_openai_connection_refused_is_retried_then_reported():
-    with OpenAIServer(reply=echo) as server:
+    with ScriptedServer(reply=echo) as server:
         url = server.base_url
     gen = OpenAIGenerator("tiny", base_url=url, max_retries=1, retry_base_delay=0.01, timeout=2)  # server gone
     with pytest.raises(GenerationError, match="after 2 attempts"):
@@ -313,21 +314,21 @@ def test_openai_progress_counts_finished_prompts(hf_server):
 def test_local_server_lists_its_model():
     import openai
 
-    with OpenAIServer(reply=echo, model_name="judge") as server:
+    with ScriptedServer(reply=echo, model_name="judge") as server:
         client = openai.OpenAI(base_url=server.base_url, api_key="x", max_retries=0)
         assert [m.id for m in client.models.list()] == ["judge"]
 
 
 def test_local_server_serves_several_names_and_tells_the_reply_which():
     # One scripted function plays a whole judge panel.
-    with OpenAIServer(reply=lambda messages, model: model, model_name=("judge-a", "judge-b")) as server:
+    with ScriptedServer(reply=lambda messages, model: model, model_name=("judge-a", "judge-b")) as server:
         a = OpenAIGenerator("judge-a", base_url=server.base_url).generate(["q"])
         b = OpenAIGenerator("judge-b", base_url=server.base_url).generate(["q"])
     assert (a, b) == ([["judge-a"]], [["judge-b"]])
 
 
 def test_local_server_answers_from_an_hf_model_directory(tiny_model_dir, hf):
-    with OpenAIServer(tiny_model_dir, model_name="tiny") as server:
+    with ModelServer(tiny_model_dir, model_name="tiny") as server:
         gen = OpenAIGenerator("tiny", base_url=server.base_url, max_concurrency=2)
         out = gen.generate(["1+2=", [{"role": "user", "content": "12+34="}]], n=2, temperature=0, max_new_tokens=6)
     # The server wraps every prompt as chat, so the same conversation through hf matches.

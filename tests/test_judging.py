@@ -1,14 +1,14 @@
 """LLM judges: parsing replies, aggregation rules, kappa against hand-computed values, and
-a teacher plus a judge panel served by the local OpenAI-compatible server."""
+a teacher plus a judge panel of real (memorized tiny) models behind an OpenAI-compatible server."""
 
 from __future__ import annotations
 
 import doctest
-import re
 import subprocess
 import sys
 
 import pytest
+from panel import JUDGES, QUESTIONS, RUBRIC, panel_models, solve_prompt, teacher_answer
 
 from pipelines import judging
 from pipelines.generation import GenerationError, OpenAIGenerator
@@ -22,7 +22,8 @@ from pipelines.judging import (
     provenance,
 )
 from pipelines.labels import Label, parse_label, verifier_label
-from pipelines.testing.openai_server import OpenAIServer
+from pipelines.testing.model_server import ModelServer
+from pipelines.testing.openai_server import ScriptedServer
 from verifiers.base import failed, passed, skipped
 
 T, F = True, False
@@ -308,15 +309,7 @@ def test_judge_name_verifier_is_reserved():
         judge_pairs({"verifier": ScriptedJudge([])}, PAIRS)
 
 
-# -- end to end over HTTP -------------------------------------------------------------------
-
-QUESTIONS = {"What is 2+2?": "4", "What is 3*3?": "9", "What is 10-7?": "3", "What is 6/2?": "3"}
-TEACHER_ANSWERS = {
-    "What is 2+2?": "\\boxed{4}",
-    "What is 3*3?": "\\boxed{9}",
-    "What is 10-7?": "\\boxed{4}",
-    "What is 6/2?": "\\boxed{3}",
-}
+# -- end to end over HTTP, against real models ----------------------------------------------
 
 
 # A loaded CI machine can refuse a connection (the test server's listen backlog is small):
@@ -324,65 +317,35 @@ TEACHER_ANSWERS = {
 RETRY = {"max_retries": 3, "retry_base_delay": 0.05}
 
 
-def _question_in(messages) -> str:
-    return re.search(r"<question>\n(.*?)\n</question>", messages[-1]["content"], re.S).group(1)
+def test_teacher_and_judge_panel_over_a_real_server(memorized):
+    """The memorized teacher and panel of ``tests/panel.py`` behind the OpenAI API: the
+    teacher's answers, every judge's votes and the agreement figures are known in advance."""
+    with ModelServer(panel_models(memorized)) as server:
+        teacher = OpenAIGenerator("teacher", base_url=server.base_url, **RETRY)
+        prompts = [solve_prompt(q) for q in QUESTIONS]
+        answers = [c[0] for c in teacher.generate(prompts, n=1, temperature=0.3, seed=0, max_new_tokens=48)]
+        pairs = [{"question": q, "answer": a, "reference": None} for q, a in zip(QUESTIONS, answers, strict=True)]
+        judges = {name: OpenAIGenerator(name, base_url=server.base_url, **RETRY) for name in JUDGES}
+        votes = judge_pairs(judges, pairs, rubric=RUBRIC, task_kind="math", max_new_tokens=32)
+        judge_requests = [r for r in server.requests if r["model"] in JUDGES]
 
-
-def _answer_in(messages) -> str:
-    return re.search(r"<answer>\n(.*?)\n</answer>", messages[-1]["content"], re.S).group(1)
-
-
-def strict_judge(messages):  # checks the answer against the reference in the rubric
-    reference = re.search(r"<reference>\n(.*?)\n</reference>", messages[-1]["content"], re.S).group(1)
-    ok = _answer_in(messages) == f"\\boxed{{{reference}}}"
-    return f'Here is my label:\n```json\n{{"pass": {str(ok).lower()}, "score": {9 if ok else 2}, "reason": "checked"}}\n```'
-
-
-def lenient_judge(messages):  # passes everything but the 6/2 one, and says so in prose
-    return "No." if _question_in(messages) == "What is 6/2?" else "Yes, looks right."
-
-
-def broken_judge(messages):  # never produces a label
-    return "As an AI, I cannot evaluate arithmetic."
-
-
-def test_teacher_and_judge_panel_over_the_openai_server():
-    with (
-        OpenAIServer(reply=lambda m: TEACHER_ANSWERS[m[-1]["content"]], model_name="teacher") as teacher_srv,
-        OpenAIServer(reply=strict_judge, model_name="strict") as strict_srv,
-        OpenAIServer(reply=lenient_judge, model_name="lenient") as lenient_srv,
-        OpenAIServer(reply=broken_judge, model_name="broken") as broken_srv,
-    ):
-        teacher = OpenAIGenerator("teacher", base_url=teacher_srv.base_url, **RETRY)
-        questions = list(QUESTIONS)
-        answers = [c[0] for c in teacher.generate(questions, n=1, temperature=0.7, seed=0)]
-        pairs = [
-            {"question": q, "answer": a, "reference": QUESTIONS[q]} for q, a in zip(questions, answers, strict=True)
-        ]
-        judges = {
-            name: OpenAIGenerator(name, base_url=srv.base_url, **RETRY)
-            for name, srv in (("strict", strict_srv), ("lenient", lenient_srv), ("broken", broken_srv))
-        }
-        votes = judge_pairs(judges, pairs, task_kind="math")
-        judge_requests = strict_srv.requests
-
-    assert answers == [TEACHER_ANSWERS[q] for q in questions]
-    assert len(judge_requests) == len(pairs) and {r["temperature"] for r in judge_requests} == {0.0}
-    assert [v["strict"].passed for v in votes] == [T, T, F, T]  # 10-7 answered 4
-    assert [v["lenient"].passed for v in votes] == [T, T, T, F]
-    assert all(v["broken"].abstained for v in votes)
-    # majority over strict + lenient (broken abstains): ties at 10-7 and 6/2 reject
-    assert [aggregate(v).kept for v in votes] == [T, T, F, F]
-    assert [aggregate(v, method="mean_score", threshold=7).mean_score for v in votes] == [9.5, 9.5, 6.0, 4.5]
+    assert answers == [teacher_answer(q) for q in QUESTIONS]
+    assert len(judge_requests) == 3 * len(pairs) and {r["temperature"] for r in judge_requests} == {0.0}
+    assert [v["judge-a"].passed for v in votes] == [T, T, T, T]  # lenient
+    assert [v["judge-b"].passed for v in votes] == [T, T, F, T]  # 5+6 answered 12
+    assert all(v["judge-c"].abstained for v in votes)
+    # majority over a and b (c abstains): the 1-1 tie at 5+6 rejects
+    assert [aggregate(v).kept for v in votes] == [T, T, F, T]
+    assert [aggregate(v, method="mean_score", threshold=7).mean_score for v in votes] == [10.0, 10.0, 5.0, 10.0]
     report = agreement_report(votes)
-    assert report["per_rater"]["broken"]["abstain_rate"] == 1.0
-    # strict vs lenient: p_o = 2/4, p_e = (3*3 + 1*1)/16 = 10/16 -> kappa = -1/3: a warning
-    assert report["pairwise"]["strict|lenient"]["kappa"] == pytest.approx(-1 / 3)
+    assert report["per_rater"]["judge-c"]["abstain_rate"] == 1.0
+    # a passes everything: p_o = 3/4 = p_e, so kappa 0 (no agreement beyond chance): a warning
+    assert report["pairwise"]["judge-a|judge-b"]["kappa"] == pytest.approx(0.0)
     assert report["warning"] is not None
 
 
 def test_a_judge_with_a_bad_key_fails_the_call_clearly():
-    with OpenAIServer(reply=strict_judge, model_name="j", api_key="right") as srv:
+    with ScriptedServer(reply=lambda messages: "Yes.", model_name="j", api_key="right") as srv:
         judge = OpenAIGenerator("j", base_url=srv.base_url, api_key="wrong", max_retries=0)
         with pytest.raises(GenerationError, match="authentication"):
             judge_pairs({"j": judge}, PAIRS)

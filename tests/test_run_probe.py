@@ -1,15 +1,15 @@
 """``advisor run`` with the probe stage: gate outcomes, manifests, resume, errors.
 
-The model here is a scripted OpenAI-compatible server on 127.0.0.1 whose replies
-are right for a known share of prompts, so each gate outcome is forced honestly:
-the stage really generates over HTTP, verifies, and measures.
+The policy is a real model behind a real server: a tiny model that has memorized one reply
+per prompt (right for a known share of them), served through transformers over the OpenAI
+API, sampled at a low temperature. So each gate outcome is forced honestly: the stage
+really generates over HTTP, verifies, and measures. The scripted server only injects faults.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import re
 import signal
 import subprocess
 import sys
@@ -20,7 +20,9 @@ import pytest
 import yaml
 from helpers import run_cli, write_plan
 
-from pipelines.testing.openai_server import OpenAIServer
+from pipelines.data import render_prompts
+from pipelines.testing.model_server import ModelServer
+from pipelines.testing.openai_server import ScriptedServer
 
 QUESTIONS = [(a, b) for a in range(1, 6) for b in range(1, 5)]  # 20 prompts
 
@@ -31,37 +33,47 @@ def write_data(folder: Path) -> None:
             f.write(json.dumps({"question": f"What is {a}+{b}?", "answer": str(a + b)}) + "\n")
 
 
-def numbers(messages) -> tuple[int, int]:
-    a, b = re.search(r"What is (\d+)\+(\d+)", messages[-1]["content"]).groups()
-    return int(a), int(b)
+def prompt_text(a: int, b: int, style: str) -> str:
+    """The prompt the probe sends for one question, rendered by the pipeline's own template."""
+    return render_prompts([{"question": f"What is {a}+{b}?"}], "question", style, "classification", False)[0]
 
 
-def right_when_a_is_odd(messages) -> str:
-    """Correct for a in {1, 3, 5}: 12 of 20 prompts, pass@1 = 60%."""
-    a, b = numbers(messages)
-    return str(a + b) if a % 2 else str(a + b + 1)
+def policy(memorized, name: str, answer) -> Path:
+    """A memorized model answering ``answer(a, b, style)`` to every question, in both styles."""
+    return memorized(name, [(prompt_text(a, b, s), answer(a, b, s)) for s in ("direct", "cot") for a, b in QUESTIONS])
 
 
-def always_wrong(messages) -> str:
-    a, b = numbers(messages)
-    return str(a + b + 1)
+@pytest.fixture(scope="module")
+def right_when_a_is_odd(memorized) -> Path:
+    """Correct for a in {1, 3, 5}: 12 of 20 prompts, pass@1 = 60%, in either style."""
+    return policy(memorized, "probe-odd", lambda a, b, style: str(a + b) if a % 2 else str(a + b + 1))
 
 
-def right_only_with_cot(messages) -> str:
-    a, b = numbers(messages)
-    return f"thinking...\n{a + b}" if "step by step" in messages[-1]["content"] else str(a + b + 1)
+@pytest.fixture(scope="module")
+def right_only_with_cot(memorized) -> Path:
+    """Always wrong when asked directly (every answer a number: format compliance 100%); right
+    when asked to think step by step."""
+    return policy(
+        memorized, "probe-cot", lambda a, b, style: f"thinking...\n{a + b}" if style == "cot" else str(a + b + 1)
+    )
+
+
+@pytest.fixture(scope="module")
+def silent(memorized) -> Path:
+    """Stops at once: empty replies, no answer to extract."""
+    return policy(memorized, "probe-silent", lambda a, b, style: "")
 
 
 def make_plan(folder: Path, base_url: str, **probe) -> Path:
     write_data(folder)
     return write_plan(
         folder,
-        stage={"samples": 4, "shard_size": 4, "prompt_style": "direct", **probe},
+        stage={"samples": 4, "shard_size": 4, "prompt_style": "direct", "temperature": 0.3, **probe},
         labeled_rows=20 if "prompt_style" not in probe else 500,
         verifiable=True,
         cot_helps=None if "prompt_style" not in probe else "unknown",
         task_kind="classification",
-        base_model="scripted",
+        base_model="policy",
         backend="openai",
         base_url=base_url,
         eval_data="eval.jsonl",
@@ -70,15 +82,15 @@ def make_plan(folder: Path, base_url: str, **probe) -> Path:
     )
 
 
-def test_gate_passes_and_metrics_are_measured(tmp_path):
-    with OpenAIServer(reply=right_when_a_is_odd, model_name="scripted") as server:
+def test_gate_passes_and_metrics_are_measured(tmp_path, right_when_a_is_odd):
+    with ModelServer(right_when_a_is_odd, model_name="policy") as server:
         plan = make_plan(tmp_path, server.base_url)
         result = run_cli("run", plan, "--only", "probe", cwd=tmp_path)
     assert result.exit_code == 0, result.output
     stage = tmp_path / "runs" / "probe-test" / "01-probe"
     metrics = json.loads((stage / "metrics.json").read_text())
     assert metrics["pass@1"] == pytest.approx(12 / 20)
-    assert metrics["pass@k"]["4"] == pytest.approx(12 / 20), "deterministic replies: pass@4 equals pass@1"
+    assert metrics["pass@k"]["4"] == pytest.approx(12 / 20), "memorized replies: pass@4 equals pass@1"
     assert metrics["gate_passed"] is True
     assert metrics["no_signal_share"] == 1.0, "every prompt is all right or all wrong"
     lo, hi = metrics["pass@1_ci95"]
@@ -91,8 +103,8 @@ def test_gate_passes_and_metrics_are_measured(tmp_path):
     assert "data.eval" in manifest["input_hashes"]
 
 
-def test_gate_fails_with_verdict_and_exit_1(tmp_path):
-    with OpenAIServer(reply=always_wrong, model_name="scripted") as server:
+def test_gate_fails_with_verdict_and_exit_1(tmp_path, right_only_with_cot):
+    with ModelServer(right_only_with_cot, model_name="policy") as server:  # asked directly: always wrong
         plan = make_plan(tmp_path, server.base_url)
         result = run_cli("run", plan, cwd=tmp_path)
         assert result.exit_code == 1, result.output
@@ -107,17 +119,17 @@ def test_gate_fails_with_verdict_and_exit_1(tmp_path):
         assert again.exit_code == 1 and len(server.requests) == before
 
 
-def test_gate_verdict_asks_for_a_better_prompt_when_answers_lack_the_format(tmp_path):
+def test_gate_verdict_asks_for_a_better_prompt_when_answers_lack_the_format(tmp_path, silent):
     """Empty replies: no answer to extract (format compliance 0%), so the prompt is what to fix first."""
-    with OpenAIServer(reply=lambda messages: "", model_name="scripted") as server:
+    with ModelServer(silent, model_name="policy") as server:
         result = run_cli("run", make_plan(tmp_path, server.base_url), cwd=tmp_path)
     assert result.exit_code == 1, result.output
     assert "improve the prompt" in result.output and "format compliance now 0%" in result.output
     assert "cannot solve these prompts" not in result.output
 
 
-def test_rerun_skips_matching_manifest_and_fresh_redoes(tmp_path):
-    with OpenAIServer(reply=right_when_a_is_odd, model_name="scripted") as server:
+def test_rerun_skips_matching_manifest_and_fresh_redoes(tmp_path, right_when_a_is_odd):
+    with ModelServer(right_when_a_is_odd, model_name="policy") as server:
         plan = make_plan(tmp_path, server.base_url)
         assert run_cli("run", plan, "--only", "probe", cwd=tmp_path).exit_code == 0
         first = len(server.requests)
@@ -134,8 +146,8 @@ def test_rerun_skips_matching_manifest_and_fresh_redoes(tmp_path):
         assert len(server.requests) == 3 * first
 
 
-def test_compare_mode_settles_provisional_route(tmp_path):
-    with OpenAIServer(reply=right_only_with_cot, model_name="scripted") as server:
+def test_compare_mode_settles_provisional_route(tmp_path, right_only_with_cot):
+    with ModelServer(right_only_with_cot, model_name="policy") as server:
         plan = make_plan(tmp_path, server.base_url, prompt_style="compare")
         result = run_cli("run", plan, "--only", "probe", cwd=tmp_path)
     assert result.exit_code == 0, result.output
@@ -148,8 +160,8 @@ def test_compare_mode_settles_provisional_route(tmp_path):
     assert settled["route"] == "rft" and settled["provisional"] is False and settled["answers"]["cot_helps"] == "yes"
 
 
-def test_compare_mode_settles_to_sft_and_turns_off_rft_stages(tmp_path):
-    with OpenAIServer(reply=right_when_a_is_odd, model_name="scripted") as server:
+def test_compare_mode_settles_to_sft_and_turns_off_rft_stages(tmp_path, right_when_a_is_odd):
+    with ModelServer(right_when_a_is_odd, model_name="policy") as server:
         plan = make_plan(tmp_path, server.base_url, prompt_style="compare")
         result = run_cli("run", plan, "--only", "probe", cwd=tmp_path)
     assert result.exit_code == 0, result.output
@@ -174,18 +186,17 @@ def test_missing_data_file_is_one_line_exit_2(tmp_path):
 
 
 def test_missing_prompt_field_is_clear(tmp_path):
-    with OpenAIServer(reply=always_wrong, model_name="scripted") as server:
-        plan = make_plan(tmp_path, server.base_url)
-        data = yaml.safe_load(plan.read_text())
-        data["data"]["prompt_field"] = "problem"
-        plan.write_text(yaml.safe_dump(data))
-        result = run_cli("run", plan, cwd=tmp_path)
+    plan = make_plan(tmp_path, "http://127.0.0.1:9/v1")  # caught before any request is sent
+    data = yaml.safe_load(plan.read_text())
+    data["data"]["prompt_field"] = "problem"
+    plan.write_text(yaml.safe_dump(data))
+    result = run_cli("run", plan, cwd=tmp_path)
     assert result.exit_code == 2
     assert "has no field 'problem'" in result.output
 
 
 def test_auth_failure_is_a_clear_stage_failure(tmp_path):
-    with OpenAIServer(reply=always_wrong, model_name="scripted", always_status=401) as server:
+    with ScriptedServer(reply=lambda messages: "1", model_name="policy", always_status=401) as server:
         plan = make_plan(tmp_path, server.base_url)
         result = run_cli("run", plan, cwd=tmp_path)
     assert result.exit_code == 1
@@ -198,11 +209,6 @@ def test_only_unknown_stage_is_usage_error(tmp_path):
     plan = make_plan(tmp_path, "http://127.0.0.1:9/v1")
     result = run_cli("run", plan, "--only", "dpo", cwd=tmp_path)
     assert result.exit_code == 2 and "no such stage" in result.output
-
-
-def slow_reply(messages) -> str:
-    time.sleep(0.05)
-    return right_when_a_is_odd(messages)
 
 
 def start_probe_until_shards(folder: Path, base_url: str, shards_wanted: int):
@@ -222,9 +228,9 @@ def start_probe_until_shards(folder: Path, base_url: str, shards_wanted: int):
     return plan, shards, proc
 
 
-def test_kill_9_loses_at_most_the_shard_in_flight(tmp_path):
+def test_kill_9_loses_at_most_the_shard_in_flight(tmp_path, right_when_a_is_odd):
     """A real ``kill -9`` of ``advisor run`` mid-probe, then a resume: no duplicated or missing rows."""
-    with OpenAIServer(reply=slow_reply, model_name="scripted") as server:
+    with ModelServer(right_when_a_is_odd, model_name="policy", delay=0.05) as server:
         plan, shards, proc = start_probe_until_shards(tmp_path, server.base_url, 3)
         os.kill(proc.pid, signal.SIGKILL)
         proc.communicate()
@@ -248,9 +254,9 @@ def test_kill_9_loses_at_most_the_shard_in_flight(tmp_path):
     assert manifest["seconds"] == pytest.approx(killed["seconds"] + resumed["seconds"], abs=1e-2)
 
 
-def test_ctrl_c_stops_cleanly_and_the_rerun_resumes(tmp_path):
+def test_ctrl_c_stops_cleanly_and_the_rerun_resumes(tmp_path, right_when_a_is_odd):
     """SIGINT (Ctrl-C) mid-probe: exit 130 with a one-line message; finished shards are kept."""
-    with OpenAIServer(reply=slow_reply, model_name="scripted") as server:
+    with ModelServer(right_when_a_is_odd, model_name="policy", delay=0.05) as server:
         plan, shards, proc = start_probe_until_shards(tmp_path, server.base_url, 2)
         proc.send_signal(signal.SIGINT)
         _, err = proc.communicate(timeout=60)

@@ -21,7 +21,7 @@ from pipelines.generation import GenerationError, OpenAIGenerator, make_generato
 from pipelines.generation import vllm as vllm_backend
 from pipelines.generation.vllm import engine_options
 from pipelines.sampling import SamplerCheck
-from pipelines.testing.openai_server import OpenAIServer
+from pipelines.testing.openai_server import ScriptedServer
 
 
 def set_compute_vllm(plan: Path, options: dict) -> None:
@@ -171,7 +171,7 @@ def test_a_server_that_ignores_temperature_stops_the_probe(tmp_path):
     with exit 1 and names the backend, instead of reporting pass@4 = pass@1."""
     rows = [{"question": f"What is {a}+{a}?", "answer": str(2 * a)} for a in range(1, 13)]
     (tmp_path / "eval.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    with OpenAIServer(reply=lambda messages: LONG, model_name="greedy") as server:
+    with ScriptedServer(reply=lambda messages: LONG, model_name="greedy") as server:
         plan = write_plan(
             tmp_path,
             keep=("probe",),
@@ -200,7 +200,7 @@ def test_a_server_that_ignores_temperature_stops_the_probe(tmp_path):
 
 
 def test_unknown_model_lists_what_the_server_serves():
-    with OpenAIServer(reply=lambda m: "x", model_name=("judge-a", "judge-b")) as server:
+    with ScriptedServer(reply=lambda m: "x", model_name=("judge-a", "judge-b")) as server:
         gen = OpenAIGenerator("judge-c", base_url=server.base_url, retry_base_delay=0.01)
         with pytest.raises(GenerationError) as info:
             gen.generate(["q"])
@@ -209,7 +209,7 @@ def test_unknown_model_lists_what_the_server_serves():
 
 
 def test_unknown_model_on_a_server_that_cannot_list_does_not_point_at_models():
-    with OpenAIServer(reply=lambda m: "x", model_name="served", models_status=500) as server:
+    with ScriptedServer(reply=lambda m: "x", model_name="served", models_status=500) as server:
         gen = OpenAIGenerator("missing", base_url=server.base_url, retry_base_delay=0.01)
         with pytest.raises(GenerationError) as info:
             gen.generate(["q"])

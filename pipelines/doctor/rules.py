@@ -55,6 +55,9 @@ ALL = (*POLICY, "reward_model")
 KL_HIGH, KL_FLAT = 0.05, 0.002
 #: KL (nats per token) at which the policy has left the reference whatever the reward does.
 KL_EXPLODES = 1.0
+#: KL (nats per token) held over the second half of training that means the penalty holds nothing,
+#: even when it got there within the first quarter (so the quarters compare high with high).
+KL_RUNAWAY = 0.3
 #: The last quarter's distinct share under this fraction of the first quarter's: collapse.
 DISTINCT_DROP = 0.5
 #: Mean within-text distinct-2 under this: completions repeat themselves.
@@ -95,12 +98,20 @@ def kl_too_weak(h: History) -> Finding | None:
     k0, k1 = windows(kl)
     r0, r1 = windows(reward)
     peak = max(v for _, v in kl)
-    if k1 < KL_HIGH or k1 < 4 * max(k0, 1e-4):
+    held = statistics.median(v for _, v in kl[len(kl) // 2 :])
+    # Two shapes: the KL climbs with a reward that really rises (the policy chases the reward
+    # away from the reference), or it settles high whatever the reward does. A lone KL peak is
+    # not evidence: healthy tiny runs reach 1-3 nats on a single step.
+    rising = rose(reward)
+    grew = k1 >= KL_HIGH and k1 >= 4 * max(k0, 1e-4) and rising
+    if not grew and held < KL_RUNAWAY:
         return None
-    rising = r1 >= r0
-    if not rising and peak < KL_EXPLODES:
-        return None
-    ev = evidence("kl", kl, f"kl {num(k0)} -> {num(k1)} while reward {num(r0)} -> {num(r1)}", kl=[k0, k1])
+    summary = f"kl {num(k0)} -> {num(k1)} while reward {num(r0)} -> {num(r1)}"
+    if not grew:
+        summary = f"kl {num(kl[0][1])} at step {int(kl[0][0])} -> median {num(held)} over the second half " + (
+            f"(over {KL_RUNAWAY}), while reward {num(r0)} -> {num(r1)}"
+        )
+    ev = evidence("kl", kl, summary, kl=[k0, k1], kl_second_half_median=held)
     ev["values"]["reward"] = [r0, r1]
     fix = change(h, "beta", 10 if (h.hyper.get("beta") or 0) < 0.01 else 2) + " (the KL coefficient)"
     if not rising:
@@ -387,7 +398,8 @@ def loss_vs_score(h: History) -> Finding | None:
     chosen = next((s for s in scores if s[0] == h.chosen), best)
     drop = best[1] - last[1]
     # a steady fall over every checkpoint is evidence at half the size of a single drop
-    steady = len(scores) >= 3 and best == scores[0] and all(b[1] >= a[1] for b, a in itertools.pairwise(scores))
+    # (the first checkpoint scores the best, tied or not: a plateau before the fall is still a fall)
+    steady = len(scores) >= 3 and scores[0][1] == best[1] and all(b[1] >= a[1] for b, a in itertools.pairwise(scores))
     needed = score_drop(h, best[1])
     if not (l1 < 0.95 * l0 and (drop >= needed or steady and drop >= max(0.05, needed / 2))):
         return None

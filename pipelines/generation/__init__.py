@@ -28,7 +28,8 @@ The backends, chosen in the plan's ``compute`` section:
   conversations, ``llm.generate`` for strings. vLLM is imported only when this backend is
   built.
 * ``openai`` (:class:`OpenAIGenerator`): any OpenAI-compatible chat-completions server
-  (vLLM's, :mod:`pipelines.testing.vllm_server` in tests; a hosted API; the scripted
+  (vLLM's, :mod:`pipelines.testing.vllm_server` in tests; a hosted API; transformers
+  models behind :mod:`pipelines.testing.model_server`; the scripted
   :mod:`pipelines.testing.openai_server` for fault injection). Plain
   strings become one user message. Requests run on a bounded thread pool; 429, 5xx and
   connection errors are retried with exponential backoff; bad keys (401/403) and unknown

@@ -1,23 +1,26 @@
-"""A tiny OpenAI-compatible HTTP server, for tests and local judges.
+"""The OpenAI chat-completions API over HTTP on 127.0.0.1, for tests: the shared server
+and its scripted flavour, for fault injection.
 
-It speaks just enough of the OpenAI API for :class:`pipelines.generation.OpenAIGenerator`
-and the ``openai`` client: ``POST /v1/chat/completions`` and ``GET /v1/models``. Replies
-come either from a model directory (through :class:`~pipelines.generation.HFGenerator`)
-or from a plain Python function, and failures can be injected on purpose, so the retry
-and error paths of a client are testable offline::
+:class:`ChatServer` speaks just enough of the API for
+:class:`pipelines.generation.OpenAIGenerator` and the ``openai`` client:
+``POST /v1/chat/completions`` and ``GET /v1/models``, with an optional API key and a log of
+every request. Two servers build on it:
 
-    with OpenAIServer(reply=lambda messages: "4") as server:
-        gen = OpenAIGenerator("tiny", base_url=server.base_url)
-        gen.generate(["2+2="])                     # [['4']]
+- :class:`ScriptedServer` (here) answers from a plain Python function and injects
+  failures on purpose, so a client's retry and error paths are testable offline::
 
-    with OpenAIServer(reply=..., fail_first=[500]) as server:   # one 500, then fine
-    with OpenAIServer(reply=..., always_status=401) as server:  # every request 401
-    with OpenAIServer(model_dir="runs/teacher", model_name="teacher") as server: ...
-    with OpenAIServer(reply=lambda messages, model: ..., model_name=("judge-a", "judge-b")): ...
+      with ScriptedServer(reply=lambda messages: "4", fail_first=[500]) as server:  # one 500, then fine
+      with ScriptedServer(reply=..., always_status=401) as server:                  # every request 401
+      with ScriptedServer(reply=lambda messages, model: ..., model_name=("a", "b")): ...
 
-What it is not: a production server. It binds 127.0.0.1 on a free port, handles one
-HF generation at a time (a lock), ignores streaming, tools and logprobs, and reports zero
-token usage. Use ``vllm serve`` for real serving.
+  It is for faults (500, 429, 401, 404, servers that ignore ``n`` or ``stop``), never for
+  checking that generation succeeds.
+- :class:`pipelines.testing.model_server.ModelServer` answers from real model directories
+  through transformers: the engine successful generation is tested against (with vLLM's
+  own server, :mod:`pipelines.testing.vllm_server`).
+
+What they are not: production servers. They bind 127.0.0.1 on a free port, ignore
+streaming, tools and logprobs, and report zero token usage. Use vLLM for real serving.
 """
 
 from __future__ import annotations
@@ -29,35 +32,23 @@ import time
 import uuid
 from collections.abc import Callable, Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 from typing import Any
 
 # reply(messages) or reply(messages, model): one reply text per call.
 Reply = Callable[..., str]
 
 
-class OpenAIServer:
+class ChatServer:
     """Serve chat completions on ``127.0.0.1`` from a background thread.
 
-    Use it as a context manager (or call :meth:`start` and :meth:`stop`).
+    Use it as a context manager (or call :meth:`start` and :meth:`stop`). Subclasses say
+    where replies come from (:meth:`_replies`) and may inject a status (:meth:`_injected`).
 
     Args:
-        model_dir: A model directory to answer with, through ``HFGenerator``.
-        reply: Or a function from the request's messages (and, if it takes a second
-            argument, the requested model name) to one reply text; called once per
-            choice. Exactly one of ``model_dir`` and ``reply`` is required.
-        model_name: The model name served, or several names (a judge panel served by
-            one scripted function); others get a 404 ``model_not_found``.
+        model_name: The model name served, or several names; others get a 404
+            ``model_not_found``.
         api_key: If set, requests must carry ``Authorization: Bearer <api_key>`` or get
             a 401.
-        fail_first: Status codes answered, in order, to the first chat requests
-            (e.g. ``[500, 429]``): injected transient failures.
-        always_status: If set, every chat request is answered with this status.
-        max_choices: Cap on the choices returned per request, to mimic servers that
-            ignore ``n``.
-        models_status: If set, ``GET /v1/models`` is answered with this status (a server
-            that cannot list its models, as ``transformers serve`` answers 500 offline).
-        hf_options: Extra keyword arguments for ``HFGenerator``.
 
     Attributes:
         base_url: ``http://127.0.0.1:<port>/v1`` once started.
@@ -65,56 +56,32 @@ class OpenAIServer:
         statuses: The status code answered to each chat request, in order.
     """
 
-    def __init__(
-        self,
-        model_dir: str | Path | None = None,
-        *,
-        reply: Reply | None = None,
-        model_name: str | Sequence[str] = "tiny",
-        api_key: str | None = None,
-        fail_first: Sequence[int] = (),
-        always_status: int | None = None,
-        max_choices: int | None = None,
-        models_status: int | None = None,
-        hf_options: dict[str, Any] | None = None,
-    ) -> None:
-        if (model_dir is None) == (reply is None):
-            raise ValueError("give exactly one of model_dir and reply")
-        self.model_dir = model_dir
-        self.reply = reply
+    def __init__(self, model_name: str | Sequence[str] = "tiny", api_key: str | None = None) -> None:
         self.model_names = (model_name,) if isinstance(model_name, str) else tuple(model_name)
         self.model_name = self.model_names[0]
-        self._reply_takes_model = reply is not None and _takes_two_arguments(reply)
         self.api_key = api_key
-        self.fail_first = list(fail_first)
-        self.always_status = always_status
-        self.max_choices = max_choices
-        self.models_status = models_status
-        self.hf_options = hf_options or {}
         self.requests: list[dict[str, Any]] = []
         self.statuses: list[int] = []
         self.base_url = ""
-        self._generator: Any = None
-        self._lock = threading.Lock()  # guards requests, statuses, fail_first
-        self._generate_lock = threading.Lock()  # one HF generation at a time
+        self._lock = threading.Lock()  # guards requests, statuses and subclasses' counters
         self._httpd: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
 
     # -- lifecycle ---------------------------------------------------------------------
 
-    def start(self) -> OpenAIServer:
-        """Load the model (if any), bind a free port and serve in a daemon thread."""
-        if self.model_dir is not None and self._generator is None:
-            from pipelines.generation import HFGenerator
+    def _load(self) -> None:
+        """Load whatever the replies need; called once by :meth:`start`."""
 
-            self._generator = HFGenerator(str(self.model_dir), **self.hf_options)
+    def start(self) -> ChatServer:
+        """Load (see :meth:`_load`), bind a free port and serve in a daemon thread."""
+        self._load()
         self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
         self._httpd.daemon_threads = True
         host, port = self._httpd.server_address[:2]
         self.base_url = f"http://{host}:{port}/v1"
         # A short poll interval makes stop() quick (shutdown waits for the next poll).
         self._thread = threading.Thread(
-            target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, name="openai-server", daemon=True
+            target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, name="chat-server", daemon=True
         )
         self._thread.start()
         return self
@@ -129,11 +96,23 @@ class OpenAIServer:
             self._thread.join(timeout=5)
             self._thread = None
 
-    def __enter__(self) -> OpenAIServer:
+    def __enter__(self):
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+    # -- what subclasses provide --------------------------------------------------------
+
+    def _injected(self) -> int | None:
+        """A status to answer this request with instead of replies (fault injection)."""
+        return None
+
+    def _replies(self, body: dict[str, Any], messages: list[dict[str, Any]], model: str, n: int) -> list[str]:
+        raise NotImplementedError
+
+    def _models_status(self) -> int | None:
+        return None
 
     # -- request handling --------------------------------------------------------------
 
@@ -144,10 +123,10 @@ class OpenAIServer:
         """Answer one chat-completions body: (status, JSON payload)."""
         with self._lock:
             self.requests.append(body)
-            injected = self.fail_first.pop(0) if self.fail_first else self.always_status
+            injected = self._injected()
         try:
             status, payload = self._chat_status(body, auth, injected)
-        except Exception as err:  # a crash in a reply function becomes a 500, not a hang
+        except Exception as err:  # a crash in a reply becomes a 500, not a hang
             status, payload = 500, _error(500, f"{type(err).__name__}: {err}")
         with self._lock:
             self.statuses.append(status)
@@ -164,14 +143,7 @@ class OpenAIServer:
         messages = body.get("messages")
         if not isinstance(messages, list) or not messages:
             return 400, _error(400, "messages must be a non-empty list")
-        n = int(body.get("n") or 1)
-        if self.max_choices is not None:
-            n = min(n, self.max_choices)
-        if self._generator is not None:
-            texts = self._generate(body, messages, n)
-        else:
-            args = (messages, model) if self._reply_takes_model else (messages,)
-            texts = [self.reply(*args) for _ in range(n)]
+        texts = self._replies(body, messages, model, int(body.get("n") or 1))
         choices = [
             {"index": i, "message": {"role": "assistant", "content": t}, "finish_reason": "stop", "logprobs": None}
             for i, t in enumerate(texts)
@@ -185,31 +157,64 @@ class OpenAIServer:
             "usage": {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0},
         }
 
-    def _generate(self, body: dict[str, Any], messages: list[dict[str, str]], n: int) -> list[str]:
-        stop = body.get("stop")
-        if isinstance(stop, str):
-            stop = [stop]
-        max_tokens = body.get("max_completion_tokens") or body.get("max_tokens") or 256
-        temperature = body.get("temperature")
-        top_p = body.get("top_p")
-        with self._generate_lock:  # torch and the model are shared by all handler threads
-            return self._generator.generate(
-                [messages],
-                n=n,
-                temperature=1.0 if temperature is None else float(temperature),
-                top_p=1.0 if top_p is None else float(top_p),
-                max_new_tokens=int(max_tokens),
-                seed=body.get("seed"),
-                stop=stop,
-            )[0]
-
     def _models(self, auth: str | None) -> tuple[int, dict[str, Any]]:
         if not self._auth_ok(auth):
             return 401, _error(401, "Incorrect API key provided.", code="invalid_api_key")
-        if self.models_status is not None:
-            return self.models_status, _error(self.models_status, "injected failure")
+        status = self._models_status()
+        if status is not None:
+            return status, _error(status, "injected failure")
         models = [{"id": name, "object": "model", "created": 0, "owned_by": "advisor"} for name in self.model_names]
         return 200, {"object": "list", "data": models}
+
+
+class ScriptedServer(ChatServer):
+    """A chat server whose replies come from a function, with failures injected on purpose.
+
+    Args:
+        reply: A function from the request's messages (and, if it takes a second
+            argument, the requested model name) to one reply text; called once per choice.
+        model_name: The model name served, or several names (a judge panel played by one
+            function).
+        api_key: If set, requests without ``Authorization: Bearer <api_key>`` get a 401.
+        fail_first: Status codes answered, in order, to the first chat requests
+            (e.g. ``[500, 429]``): injected transient failures.
+        always_status: If set, every chat request is answered with this status.
+        max_choices: Cap on the choices returned per request, to mimic servers that
+            ignore ``n``.
+        models_status: If set, ``GET /v1/models`` is answered with this status (a server
+            that cannot list its models, as ``transformers serve`` answers 500 offline).
+    """
+
+    def __init__(
+        self,
+        reply: Reply,
+        *,
+        model_name: str | Sequence[str] = "tiny",
+        api_key: str | None = None,
+        fail_first: Sequence[int] = (),
+        always_status: int | None = None,
+        max_choices: int | None = None,
+        models_status: int | None = None,
+    ) -> None:
+        super().__init__(model_name, api_key)
+        self.reply = reply
+        self._reply_takes_model = _takes_two_arguments(reply)
+        self.fail_first = list(fail_first)
+        self.always_status = always_status
+        self.max_choices = max_choices
+        self.models_status = models_status
+
+    def _injected(self) -> int | None:
+        return self.fail_first.pop(0) if self.fail_first else self.always_status
+
+    def _models_status(self) -> int | None:
+        return self.models_status
+
+    def _replies(self, body: dict[str, Any], messages: list[dict[str, Any]], model: str, n: int) -> list[str]:
+        if self.max_choices is not None:
+            n = min(n, self.max_choices)
+        args = (messages, model) if self._reply_takes_model else (messages,)
+        return [self.reply(*args) for _ in range(n)]
 
 
 def _takes_two_arguments(function: Callable[..., Any]) -> bool:
@@ -226,7 +231,7 @@ def _error(status: int, message: str, code: str | None = None) -> dict[str, Any]
     return {"error": {"message": message, "type": kind, "param": None, "code": code}}
 
 
-def _handler_for(server: OpenAIServer) -> type[BaseHTTPRequestHandler]:
+def _handler_for(server: ChatServer) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         def log_message(self, format: str, *args: Any) -> None:  # quiet: tests read assertions, not logs
             pass

@@ -448,3 +448,119 @@ def train_char_model(
         )
     finally:
         torch.set_num_threads(previous_threads)
+
+
+def greedy_answers(
+    model_dir: str | Path, prompts: Sequence[str], *, chat: bool = True, max_new_tokens: int = 32
+) -> list[str]:
+    """What a saved model answers to each prompt with greedy decoding (special tokens dropped)."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval()
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    answers = []
+    with torch.inference_mode():
+        for start in range(0, len(prompts), 32):
+            chunk = list(prompts[start : start + 32])
+            if chat:
+                texts = [
+                    tokenizer.apply_chat_template(
+                        [{"role": "user", "content": p}], tokenize=False, add_generation_prompt=True
+                    )
+                    for p in chunk
+                ]
+                batch = tokenizer(texts, add_special_tokens=False, padding=True, return_tensors="pt")
+            else:
+                batch = tokenizer(chunk, padding=True, return_tensors="pt")
+            out = model.generate(
+                **batch,
+                max_new_tokens=max_new_tokens,
+                do_sample=False,
+                pad_token_id=tokenizer.pad_token_id,
+                eos_token_id=tokenizer.eos_token_id,
+            )
+            answers += tokenizer.batch_decode(out[:, batch["input_ids"].shape[1] :], skip_special_tokens=True)
+    return answers
+
+
+def memorize(
+    out_dir: str | Path,
+    examples: Sequence[tuple[str, str]],
+    *,
+    chat: bool = True,
+    rounds: int = 10,
+    steps_per_round: int = 150,
+    max_loss: float = 0.02,
+    seed: int = 0,
+    num_threads: int | None = 1,
+    **train_options: Any,
+) -> TrainResult:
+    """Train a tiny model until greedy decoding reproduces every answer exactly.
+
+    A model that has learnt a fixed reply for each prompt is a real engine with known
+    outputs: served through transformers (or any backend), its pass rates are known in
+    advance, so tests can check a stage's arithmetic against a real generation path. The
+    same prompt cannot map to two answers. Training runs in rounds of
+    ``steps_per_round`` steps and stops at the first round after which every prompt's
+    greedy answer is its own and the training loss is under ``max_loss``, so sampling at a
+    low temperature (0.3 or less) gives the same answers too.
+
+    Args:
+        out_dir: Where the model is saved.
+        examples: ``(prompt, answer)`` pairs; answers may be empty (the model stops at once).
+        chat: Prompts arrive as one user message through the chat template (as the ``openai``
+            backend and :class:`~pipelines.testing.model_server.ModelServer` send them).
+        rounds: The most training rounds before giving up.
+        max_loss: The mean loss per answer token the last logging window must be under.
+        steps_per_round: Optimizer steps per round.
+        seed: Seeds the initialisation and batch order.
+        num_threads: torch threads while training.
+        train_options: Passed to :func:`train_char_model` (``hidden_size``, ``layers``, ``lr``...).
+
+    Raises:
+        ValueError: A prompt appears with two different answers.
+        RuntimeError: Some answer is still wrong after ``rounds`` rounds.
+    """
+    answers: dict[str, str] = {}
+    for prompt, answer in examples:
+        if answers.setdefault(prompt, answer) != answer:
+            raise ValueError(f"prompt {prompt!r} has two answers: {answers[prompt]!r} and {answer!r}")
+    prompts = list(answers)
+    longest = max(len(a) for a in answers.values()) + 4
+    options = {"hidden_size": 64, "layers": 2, "lr": 3e-3, "batch_size": 32, **train_options}
+    total = TrainResult(path=Path(out_dir))
+    wrong: list[str] = prompts
+    for round_ in range(rounds):
+        result = train_char_model(
+            out_dir,
+            list(answers.items()),
+            steps=steps_per_round,
+            seed=seed + round_,
+            chat=chat,
+            num_threads=num_threads,
+            init_from=out_dir if round_ else None,
+            warmup_steps=None if round_ == 0 else 1,
+            **options,
+        )
+        total.losses += result.losses
+        total.seconds += result.seconds
+        total.steps += result.steps
+        total.parameters = result.parameters
+        if num_threads:
+            import torch
+
+            previous = torch.get_num_threads()
+            torch.set_num_threads(num_threads)
+        try:
+            got = greedy_answers(out_dir, prompts, chat=chat, max_new_tokens=longest)
+        finally:
+            if num_threads:
+                torch.set_num_threads(previous)
+        wrong = [p for p, a in zip(prompts, got, strict=True) if a != answers[p]]
+        if not wrong and result.losses and result.losses[-1] < max_loss:
+            return total
+    raise RuntimeError(
+        f"memorize: {len(wrong)} of {len(prompts)} answers still wrong (loss {total.losses[-1]:.3g}) "
+        f"after {total.steps} steps"
+    )
