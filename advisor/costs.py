@@ -22,15 +22,15 @@ from advisor.model_size import ModelShape
 # ---- the machine: this CPU (measured) and a table of GPUs ----
 
 #: CPU, one torch thread, fp32 (fitted by benchmarks/estimate_calibration.py on calibration runs).
-CPU_FLOPS_PER_THREAD = 3.77e10  # sustained matmul FLOP/s of one thread (training and prefill)
-CPU_DECODE_FLOPS_PER_THREAD = 1.12e10  # the same while decoding, one token per sequence a step
+CPU_FLOPS_PER_THREAD = 3.23e10  # sustained matmul FLOP/s of one thread (training and prefill)
+CPU_DECODE_FLOPS_PER_THREAD = 1.31e10  # the same while decoding, one token per sequence a step
 CPU_BANDWIDTH = 8.0e9  # bytes/s: a decoding step reads every weight once
 CPU_DECODE_OVERHEAD = 0.0  # s per decoding step of a 4-layer model (python, sampling), scaled by layers
 #: s per optimizer step (TRL's bookkeeping, data collation, the optimizer, logging), by trainer
-CPU_STEP_OVERHEAD = {"sft": 0.06, "psft": 0.356, "dpo": 0.0, "grpo": 0.0, "rloo": 0.0195, "reward_model": 0.101}
-CPU_LOAD_SECONDS = 0.281  # s to load a model and build a generator or trainer
+CPU_STEP_OVERHEAD = {"sft": 0.0, "psft": 0.0, "dpo": 0.005, "grpo": 0.026, "rloo": 0.0234, "reward_model": 0.004}
+CPU_LOAD_SECONDS = 0.168  # s to load a model and build a generator or trainer
 CPU_SAMPLE_SECONDS = 0.0  # s per generated sequence beyond decoding: verifying it, writing it
-CPU_START_SECONDS = 8.0  # once per process: imports (6.2 s measured) and the first model load and generation
+CPU_START_SECONDS = 4.57  # once per process: imports (torch, transformers, TRL: 3 to 7 s measured) and first use
 CPU_SAVE_BYTES_PER_S = 5.0e8  # checkpoint writes (weights + optimizer state)
 #: Threads scale sublinearly on a shared machine.
 THREAD_EFFICIENCY = 0.8

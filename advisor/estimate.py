@@ -27,6 +27,7 @@ Usage::
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 from dataclasses import dataclass, field
@@ -113,7 +114,10 @@ def data_facts(plan: Plan, plan_dir: Path, key: str) -> DataFacts:
     )
     try:
         if key in ("train", "validation") and plan.data.train:
-            splits = training_splits(plan.data, plan_dir)
+            data = plan.data
+            if data.eval and not (plan_dir / data.eval).exists():  # not written yet: split without it
+                data = data.model_copy(update={"eval": None})
+            splits = training_splits(data, plan_dir)
             rows = splits.train if key == "train" else splits.validation
         else:
             name = getattr(plan.data, key)
@@ -142,14 +146,53 @@ def _rows_for(plan: Plan, plan_dir: Path, key: str, facts: dict[str, DataFacts])
 
 
 def _tokens(chars: float, shape: ModelShape) -> float:
-    """Characters to tokens: one each for a character-level vocabulary, else CHARS_PER_TOKEN."""
+    """Characters to tokens: as the model's tokenizer counted them on the plan's prompts, else one
+    each for a character-level vocabulary, else CHARS_PER_TOKEN."""
+    if shape.chars_per_token:
+        return max(1.0, chars / shape.chars_per_token)
     return max(1.0, chars if shape.vocab < 1000 else chars / CHARS_PER_TOKEN)
 
 
 def _prompt(plan: Plan, chars: float, shape: ModelShape) -> float:
     """Prompt tokens, with the chat template's system prompt and role tags when ``models.chat``."""
-    chat = CHAT_TEMPLATE_TOKENS if plan.models.chat and shape.vocab >= 1000 else 0
-    return _tokens(chars, shape) + chat
+    if not plan.models.chat:
+        return _tokens(chars, shape)
+    if shape.chat_tokens is not None:
+        return _tokens(chars, shape) + shape.chat_tokens
+    return _tokens(chars, shape) + (CHAT_TEMPLATE_TOKENS if shape.vocab >= 1000 else 0)
+
+
+def measure_tokens(shape: ModelShape, name: str, plan: Plan, plan_dir: Path) -> ModelShape:
+    """``shape`` with chars per token and the chat template's tokens measured by the model's own
+    tokenizer (a local folder with one; nothing is downloaded) on up to 200 of the plan's prompts
+    and answers. Digits, code and other languages tokenize far from the 4-characters rule."""
+    local = Path(name) if Path(name).is_absolute() else plan_dir / name
+    if not (local / "tokenizer_config.json").exists():
+        return shape
+    try:
+        from transformers import AutoTokenizer
+
+        from pipelines.data import read_rows
+
+        tokenizer = AutoTokenizer.from_pretrained(str(local))
+        texts: list[str] = []
+        for key in ("train", "eval"):
+            file = getattr(plan.data, key)
+            if file and (plan_dir / file).exists():
+                rows = read_rows(plan_dir / file)[:200]
+                for field in (plan.data.prompt_field, plan.data.answer_field):
+                    texts += [str(r[field]) for r in rows if isinstance(r, dict) and r.get(field)]
+        chars_per_token = None
+        if texts:
+            tokens = sum(len(tokenizer(t, add_special_tokens=False)["input_ids"]) for t in texts)
+            chars_per_token = sum(map(len, texts)) / max(1, tokens)
+        chat = None
+        if getattr(tokenizer, "chat_template", None):
+            ids = tokenizer.apply_chat_template([{"role": "user", "content": ""}], add_generation_prompt=True)
+            chat = len(ids["input_ids"] if hasattr(ids, "keys") else ids)  # a BatchEncoding in transformers 5
+    except Exception:  # a tokenizer that will not load: the rule of thumb stands
+        return shape
+    return dataclasses.replace(shape, chars_per_token=chars_per_token, chat_tokens=chat)
 
 
 def estimate_plan(plan: Plan, plan_dir: Path, gpu: str | None = None, memory_limit: int | None = None) -> Estimate:
@@ -166,7 +209,7 @@ def estimate_plan(plan: Plan, plan_dir: Path, gpu: str | None = None, memory_lim
     def shape_of(name: str) -> ModelShape | None:
         if name not in shapes:
             try:
-                shapes[name] = model_shape(name, plan_dir)
+                shapes[name] = measure_tokens(model_shape(name, plan_dir), name, plan, plan_dir)
             except Exception as exc:  # an unknown model is priced as unknown, not guessed
                 shapes[name] = None
                 warnings.append(str(exc).splitlines()[0])

@@ -36,6 +36,10 @@ class ModelShape:
     intermediate: int
     vocab: int
     source: str  # config.json, known config, name
+    #: Measured with the model's own tokenizer on the plan's prompts, when the folder has one
+    #: (None: the estimate's rule of thumb); see :func:`advisor.estimate.measure_tokens`.
+    chars_per_token: float | None = None
+    chat_tokens: int | None = None
 
     @property
     def head_dim(self) -> int:

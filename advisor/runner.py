@@ -132,6 +132,7 @@ def run_plan(
             try:
                 result = stage_fn(ctx)
             finally:  # a failed or interrupted attempt's time counts when the stage is resumed
+                ctx.release()  # the stage's engines free their memory before the next stage loads
                 seconds = time.time() - started
                 _end_attempt(ctx.dir, seconds)
             total = sum(a["seconds"] for a in earlier) + seconds

@@ -9,11 +9,17 @@ before the run. Two sets, never mixed:
   ``advisor/costs.py``;
 - **validation**: every other run; the table reports estimate / measured for each stage.
 
-Run::
+Run, on an idle machine (a loaded one stretches every stage: the runs behind the committed table
+were made one at a time)::
 
+    advisor demo --out /tmp/demo-idle                                    # demo and its control run
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/doctor_induced.py --seed 0 --out /tmp/dind0
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/doctor_induced.py --seed 10 --out /tmp/dind10   # and 3, 8, 9, 11
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/estimate_calibration.py --measure-smollm2 /tmp/smol-idle
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/estimate_calibration.py \\
-        --fit /tmp/demo-est:demo-control /tmp/advisor-doctor-induced/seed0@train /tmp/smollm2-est/smollm2-sft \\
-        --check /tmp/demo-est:demo /tmp/smollm2-est/smollm2-check /tmp/advisor-doctor-induced/seed1@train \\
+        --fit /tmp/demo-idle:demo /tmp/dind0/seed0@train /tmp/smol-idle/smollm2-sft \\
+        --check /tmp/demo-idle:demo-control /tmp/smol-idle/smollm2-check /tmp/dind3/seed3@train \\
+            /tmp/dind8/seed8@train /tmp/dind9/seed9@train /tmp/dind10/seed10@train /tmp/dind11/seed11@train \\
         --write benchmarks/estimate.md
 
 ``DIR@train`` keeps only the training stages: the doctor benchmark runs every plan in one
@@ -42,8 +48,7 @@ sys.path[:] = [str(ROOT)] + [p for p in sys.path if Path(p or ".").resolve() != 
 def runs_in(arg: str) -> list[tuple[Path, Path, str, bool]]:
     """(plan file, run dir, label, training stages only) for a command-line argument."""
     arg, _, only = arg.partition("@")
-    train_only = only == "train"
-    return [(*run, train_only) for run in _runs(arg)]
+    return [(*run, only == "train") for run in _runs(arg)]
 
 
 def _runs(arg: str) -> list[tuple[Path, Path, str]]:
@@ -85,15 +90,20 @@ KINDS = ("sft", "psft", "dpo", "grpo", "rloo", "reward_model")
 
 
 def fit(rows: list[dict[str, Any]]) -> dict[str, Any]:
-    """Least squares in relative error: seconds ~ start + L*loads + V*samples + D*decode_steps
-    + S[kind]*steps + flops/F + decode_flops/F_decode (the estimate's work counts; see advisor/costs.py)."""
+    """Least squares in relative error, each model size weighted alike: seconds ~ start + L*loads
+    + V*samples + D*decode_steps + S[kind]*steps + flops/F + decode_flops/F_decode (the estimate's
+    work counts; see advisor/costs.py)."""
     import numpy as np
 
     keys = ("start", "loads", "samples", "decode_steps", *(f"steps_{k}" for k in KINDS), "flops", "decode_flops")
     x = np.array([[r["work"].get(k, 0.0) for k in keys] for r in rows], dtype=float)
     y = np.array([r["measured"] for r in rows], dtype=float)
     used = x.any(axis=0)  # a kind with no calibration stage keeps its current constant
-    weights = 1 / y  # every stage counts alike, however long it ran
+    # Relative error, and every model size counts alike: the tiny models' many short stages
+    # would otherwise outvote the real model's few, and the FLOP rates would be fitted to
+    # stages where FLOPs hardly matter (a 1M-parameter model's time is mostly per-step overhead).
+    sizes = [r["parameters"] for r in rows]
+    weights = 1 / (y * np.sqrt([sizes.count(size) for size in sizes]))  # squared: 1 / count per size
     coef = np.zeros(len(keys))
     while used.any():  # non-negative least squares by elimination: a negative cost means "not needed"
         coef[:] = 0

@@ -57,6 +57,22 @@ class StageContext:
     console: Any
     fresh: bool = False
     stage_dirs: list[Path] = field(default_factory=list)
+    generators: list[Any] = field(default_factory=list)  # built by sampling.generator_for, released at the end
+
+    def release(self, generator: Any = None) -> None:
+        """Free a generation engine now (``None``: every one this stage built).
+
+        A vLLM engine reserves its KV cache up front (a share of GPU memory, or GiBs of RAM on
+        CPU): a second engine, or the trainer that follows, cannot get that memory until the
+        first one is shut down. The runner releases a stage's engines when the stage ends.
+        """
+        chosen = list(self.generators) if generator is None else [generator]
+        for gen in chosen:
+            close = getattr(gen, "close", None)
+            if callable(close):
+                close()
+            if gen in self.generators:
+                self.generators.remove(gen)
 
     def resolve(self, path: str) -> Path:
         p = Path(path).expanduser()

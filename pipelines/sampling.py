@@ -21,7 +21,9 @@ def generator_for(ctx: StageContext, model: str, on_progress: Any = None) -> Any
     local = ctx.resolve(model)
     model_ref = str(local) if local.exists() else model
     seed = getattr(ctx.stage, "seed", 0)
-    return backend_for(ctx.plan, model_ref, on_progress=on_progress, shown=model, seed=seed)
+    generator = backend_for(ctx.plan, model_ref, on_progress=on_progress, shown=model, seed=seed)
+    ctx.generators.append(generator)  # released (engine shut down) when the stage ends: ctx.release
+    return generator
 
 
 def backend_for(

@@ -135,3 +135,26 @@ def test_new_prompts_from_seed_examples_are_deduplicated_and_judged(tmp_path, se
         "no gold: the verifier abstains"
     )
     assert new[0]["kept"] is True, "without a required verifier the judges' majority decides"
+
+
+def test_engines_are_released_one_at_a_time(tmp_path, server, monkeypatch):
+    """The teacher's engine is shut down before any judge loads, and each judge's before the
+    next: a vLLM engine holds its KV cache (a share of GPU memory) until it is closed."""
+    import pipelines.stages.synthesize as synthesize
+
+    events = []
+    real = synthesize.generator_for
+
+    def tracked(ctx, model, *args, **kwargs):
+        gen = real(ctx, model, *args, **kwargs)
+        events.append(("open", model))
+        gen.close = lambda: events.append(("close", model))
+        return gen
+
+    monkeypatch.setattr(synthesize, "generator_for", tracked)
+    assert run(make_plan(tmp_path, server.base_url), tmp_path).exit_code == 0
+    assert events == [
+        ("open", "teacher"),
+        ("close", "teacher"),
+        *((kind, judge) for judge in JUDGES for kind in ("open", "close")),
+    ]

@@ -65,7 +65,7 @@ REPEAT_FLOOR = 0.5
 #: Length ratio (last / first quarter) beyond which lengths drift, and the least change that counts.
 LENGTH_RATIO, LENGTH_MIN_CHANGE = 1.8, 3.0
 #: Entropy rising this many times over its start while the reward falls: output turned to noise.
-ENTROPY_EXPLODES = 3.0
+ENTROPY_EXPLODES = 2.0
 #: Entropy falling under this share of its start within the first half of training.
 ENTROPY_DROP = 0.3
 #: A loss step this many times the median of the five before it (and above the run's scale) is a spike.

@@ -91,14 +91,13 @@ def judge(
 ) -> list[dict[str, Any]]:
     """Every judge's label for every candidate, plus the verifier's when the task is verifiable."""
     plan, opts = ctx.plan, ctx.stage
-    judges = {}
-    for i, name in enumerate(plan.models.judges):
-        gen = generator_for(ctx, name)
-        judges[f"judge{i + 1}:{name.rstrip('/').split('/')[-1]}"] = gen if plan.models.chat else PlainPrompts(gen)
+    judges = {f"judge{i + 1}:{model.rstrip('/').split('/')[-1]}": model for i, model in enumerate(plan.models.judges)}
     pairs = [{"question": c["question"], "answer": c["sample"], "reference": c["reference"]} for c in candidates]
     votes: list[dict[str, Any]] = [{} for _ in pairs]
     with ctx.progress("judging", total=max(1, len(judges)), unit="judges") as advance:
-        for name, gen in judges.items():
+        for name, model in judges.items():  # one engine at a time: each is released after its votes
+            engine = generator_for(ctx, model)
+            gen = engine if plan.models.chat else PlainPrompts(engine)
             if opts.judge_mode == "solve":
                 labels = solve_and_compare(gen, candidates, prompts, verifier, opts)
             else:
@@ -115,6 +114,7 @@ def judge(
                 ]
             for row, label in zip(votes, labels, strict=True):
                 row[name] = label
+            ctx.release(engine)
             advance(1)
     if plan.answers.verifiable:
         for row, c in zip(votes, candidates, strict=True):
@@ -192,6 +192,7 @@ def run(ctx: StageContext) -> StageResult:
         }
         for s in samples
     ]
+    ctx.release(teacher)  # the judges load next
     votes = judge(ctx, candidates, prompts, verifier)
     require = (VERIFIER,) if opts.require_verifier and plan.answers.verifiable else ()
     out_rows, kept = [], []
