@@ -491,7 +491,7 @@ def memorize(
     chat: bool = True,
     rounds: int = 10,
     steps_per_round: int = 150,
-    max_loss: float = 0.02,
+    max_loss: float = 0.005,
     seed: int = 0,
     num_threads: int | None = 1,
     **train_options: Any,
