@@ -311,20 +311,25 @@ def test_openai_progress_counts_finished_prompts(hf_server):
     assert seen == [1, 2, 3]
 
 
-def test_local_server_lists_its_model():
+def test_model_server_lists_its_models(tiny_model_dir):
     import openai
 
-    with ScriptedServer(reply=echo, model_name="judge") as server:
+    with ModelServer({"judge": tiny_model_dir, "teacher": tiny_model_dir}) as server:
         client = openai.OpenAI(base_url=server.base_url, api_key="x", max_retries=0)
-        assert [m.id for m in client.models.list()] == ["judge"]
+        assert [m.id for m in client.models.list()] == ["judge", "teacher"]
 
 
-def test_local_server_serves_several_names_and_tells_the_reply_which():
-    # One scripted function plays a whole judge panel.
-    with ScriptedServer(reply=lambda messages, model: model, model_name=("judge-a", "judge-b")) as server:
-        a = OpenAIGenerator("judge-a", base_url=server.base_url).generate(["q"])
-        b = OpenAIGenerator("judge-b", base_url=server.base_url).generate(["q"])
-    assert (a, b) == ([["judge-a"]], [["judge-b"]])
+def test_model_server_answers_each_name_with_its_own_model(memorized):
+    """Two different models on one port (a teacher and a judge): each name gets its own."""
+    one = memorized("server-yes", [("Is 12+34=46?", "yes")])
+    two = memorized("server-no", [("Is 12+34=46?", "no")])
+    greedy = {"temperature": 0, "max_new_tokens": 8}
+    with ModelServer({"judge-a": one, "judge-b": two}) as server:
+        a = OpenAIGenerator("judge-a", base_url=server.base_url).generate(["Is 12+34=46?"], **greedy)
+        b = OpenAIGenerator("judge-b", base_url=server.base_url).generate(["Is 12+34=46?"], **greedy)
+    assert (a, b) == ([["yes"]], [["no"]])
+    assert b == HFGenerator(str(two)).generate([to_messages("Is 12+34=46?")], **greedy), "the same engine as hf"
+    assert server.generated == {"judge-a": 1, "judge-b": 1}
 
 
 def test_local_server_answers_from_an_hf_model_directory(tiny_model_dir, hf):
