@@ -162,26 +162,37 @@ def _prompt(plan: Plan, chars: float, shape: ModelShape) -> float:
     return _tokens(chars, shape) + (CHAT_TEMPLATE_TOKENS if shape.vocab >= 1000 else 0)
 
 
-def measure_tokens(shape: ModelShape, name: str, plan: Plan, plan_dir: Path) -> ModelShape:
-    """``shape`` with chars per token and the chat template's tokens measured by the model's own
-    tokenizer (a local folder with one; nothing is downloaded) on up to 200 of the plan's prompts
-    and answers. Digits, code and other languages tokenize far from the 4-characters rule."""
+def sample_texts(plan: Plan, plan_dir: Path, limit: int = 200) -> list[str]:
+    """Up to ``limit`` prompts and answers from each of ``data.train`` and ``data.eval`` (the files
+    that exist yet), for counting tokens."""
+    from pipelines.data import read_rows
+
+    texts: list[str] = []
+    for key in ("train", "eval"):
+        file = getattr(plan.data, key)
+        if not file or not (plan_dir / file).exists():
+            continue
+        try:
+            rows = read_rows(plan_dir / file)[:limit]
+        except Exception:  # an unreadable file is validate's to report
+            continue
+        for column in (plan.data.prompt_field, plan.data.answer_field):
+            texts += [str(r[column]) for r in rows if isinstance(r, dict) and r.get(column)]
+    return texts
+
+
+def measure_tokens(shape: ModelShape, name: str, texts: list[str], plan_dir: Path) -> ModelShape:
+    """``shape`` with chars per token (on ``texts``, the plan's data) and the chat template's
+    tokens measured by the model's own tokenizer, when ``name`` is a local folder with one
+    (nothing is downloaded). Digits, code and other languages tokenize far from the
+    4-characters rule."""
     local = Path(name) if Path(name).is_absolute() else plan_dir / name
     if not (local / "tokenizer_config.json").exists():
         return shape
     try:
         from transformers import AutoTokenizer
 
-        from pipelines.data import read_rows
-
         tokenizer = AutoTokenizer.from_pretrained(str(local))
-        texts: list[str] = []
-        for key in ("train", "eval"):
-            file = getattr(plan.data, key)
-            if file and (plan_dir / file).exists():
-                rows = read_rows(plan_dir / file)[:200]
-                for field in (plan.data.prompt_field, plan.data.answer_field):
-                    texts += [str(r[field]) for r in rows if isinstance(r, dict) and r.get(field)]
         chars_per_token = None
         if texts:
             tokens = sum(len(tokenizer(t, add_special_tokens=False)["input_ids"]) for t in texts)
@@ -205,11 +216,12 @@ def estimate_plan(plan: Plan, plan_dir: Path, gpu: str | None = None, memory_lim
     limit = memory_limit or (kind.memory if kind else _ram_bytes())
     shapes: dict[str, ModelShape | None] = {}
     warnings: list[str] = []
+    texts = sample_texts(plan, plan_dir)  # read once, tokenized by each model's own tokenizer
 
     def shape_of(name: str) -> ModelShape | None:
         if name not in shapes:
             try:
-                shapes[name] = measure_tokens(model_shape(name, plan_dir), name, plan, plan_dir)
+                shapes[name] = measure_tokens(model_shape(name, plan_dir), name, texts, plan_dir)
             except Exception as exc:  # an unknown model is priced as unknown, not guessed
                 shapes[name] = None
                 warnings.append(str(exc).splitlines()[0])

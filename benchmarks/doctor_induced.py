@@ -16,7 +16,10 @@ after the last change, so they report on runs no threshold was chosen on.
 
 Run (about 3 minutes per seed on an idle 2-core machine)::
 
-    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/doctor_induced.py --seed 10 --write benchmarks/doctor_induced.md
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/doctor_induced.py --seed 10   # and --seed 11
+
+Each run prints its seed's table; ``benchmarks/doctor_induced.md`` holds the two, under notes
+on how the rules were developed (``--write FILE`` writes one seed's table alone).
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/doctor_induced.py --only dpo_beta_high   # one case
 """
 
@@ -220,7 +223,7 @@ def run_case(case: Case, model: Path, out: Path, seed: int) -> dict[str, Any]:
 def table(results: list[dict[str, Any]], seed: int, load: str) -> str:
     lines = [
         f"Seed {seed}; load average at the start {load}. Command: "
-        f"`OMP_NUM_THREADS=1 .venv/bin/python benchmarks/doctor_induced.py --seed {seed} --write benchmarks/doctor_induced.md`",
+        f"`OMP_NUM_THREADS=1 .venv/bin/python benchmarks/doctor_induced.py --seed {seed}`",
         "",
         "| case | setting | expected | doctor named (warn/error) | first finding's evidence | ok |",
         "|---|---|---|---|---|---|",

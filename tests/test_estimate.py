@@ -108,7 +108,7 @@ def test_tokens_are_counted_with_the_models_own_tokenizer(tmp_path, tiny_model_d
     """The tiny model's character tokenizer: one token per character, and its chat template
     (<bos><|user|>...<eos><|assistant|>) adds 4 tokens; a model without a tokenizer keeps the rule
     of thumb, and a training stage trains on the rows left after the validation split."""
-    from advisor.estimate import estimate_plan, measure_tokens
+    from advisor.estimate import estimate_plan, measure_tokens, sample_texts
     from advisor.model_size import model_shape
     from advisor.validate import load_plan
 
@@ -119,11 +119,12 @@ def test_tokens_are_counted_with_the_models_own_tokenizer(tmp_path, tiny_model_d
         verifiable=True, cot_helps="no", task_kind="math", base_model=str(tiny_model_dir), train_data="train.jsonl",
     )  # fmt: skip
     plan = load_plan(plan_file)
-    shape = measure_tokens(model_shape(str(tiny_model_dir), tmp_path), str(tiny_model_dir), plan, tmp_path)
+    texts = sample_texts(plan, tmp_path)
+    assert len(texts) == 200, "100 prompts and 100 answers of data.train (data.eval is not written yet)"
+    shape = measure_tokens(model_shape(str(tiny_model_dir), tmp_path), str(tiny_model_dir), texts, tmp_path)
     assert shape.chars_per_token == pytest.approx(1.0) and shape.chat_tokens == 4
-    bare = measure_tokens(
-        model_shape("Qwen/Qwen2.5-1.5B-Instruct", tmp_path), "Qwen/Qwen2.5-1.5B-Instruct", plan, tmp_path
-    )
+    qwen = "Qwen/Qwen2.5-1.5B-Instruct"
+    bare = measure_tokens(model_shape(qwen, tmp_path), qwen, texts, tmp_path)
     assert bare.chars_per_token is None and bare.chat_tokens is None, "no local tokenizer: nothing is guessed"
     sft = estimate_plan(plan, tmp_path).stages[0]
     assert sft.steps == 8, "80 training rows (20 of the 100 held out to choose checkpoints) at 10 a step"

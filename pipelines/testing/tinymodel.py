@@ -253,24 +253,21 @@ def _encode_examples(
     return sequences, starts
 
 
-def sampled_accuracy(
+def answers(
     model: Any,
     tokenizer: Any,
-    examples: Sequence[tuple[str, str]],
+    prompts: Sequence[str],
     *,
     temperature: float = 1.0,
     seed: int = 0,
     chat: bool = False,
     max_new_tokens: int = 8,
-) -> float:
-    """Share of ``examples`` whose one sampled answer equals the reference exactly.
-
-    In-memory and quick (one left-padded batch), for tracking training; stages use
-    ``pipelines.generation`` instead. ``temperature=0`` gives greedy accuracy.
-    """
+) -> list[str]:
+    """One answer per prompt from an in-memory model (one left-padded batch, special tokens
+    dropped). In-memory and quick, for tracking training; stages use ``pipelines.generation``
+    instead. ``temperature=0`` decodes greedily."""
     import torch
 
-    prompts = [p for p, _ in examples]
     if chat:
         texts = [
             tokenizer.apply_chat_template([{"role": "user", "content": p}], tokenize=False, add_generation_prompt=True)
@@ -278,7 +275,7 @@ def sampled_accuracy(
         ]
         batch = tokenizer(texts, add_special_tokens=False, padding=True, return_tensors="pt")
     else:
-        batch = tokenizer(prompts, padding=True, return_tensors="pt")
+        batch = tokenizer(list(prompts), padding=True, return_tensors="pt")
     if temperature > 0:
         options = {"do_sample": True, "temperature": temperature, "top_p": 1.0, "top_k": 0}
     else:
@@ -295,8 +292,26 @@ def sampled_accuracy(
             **options,
         )
     model.train(was_training)
-    answers = tokenizer.batch_decode(out[:, batch["input_ids"].shape[1] :], skip_special_tokens=True)
-    return sum(a.strip() == ref for a, (_, ref) in zip(answers, examples, strict=True)) / len(examples)
+    return tokenizer.batch_decode(out[:, batch["input_ids"].shape[1] :], skip_special_tokens=True)
+
+
+def sampled_accuracy(
+    model: Any,
+    tokenizer: Any,
+    examples: Sequence[tuple[str, str]],
+    *,
+    temperature: float = 1.0,
+    seed: int = 0,
+    chat: bool = False,
+    max_new_tokens: int = 8,
+) -> float:
+    """Share of ``examples`` whose one sampled answer (:func:`answers`) equals the reference
+    exactly, whitespace aside. ``temperature=0`` gives greedy accuracy."""
+    got = answers(
+        model, tokenizer, [p for p, _ in examples], temperature=temperature, seed=seed, chat=chat,
+        max_new_tokens=max_new_tokens,
+    )  # fmt: skip
+    return sum(a.strip() == ref for a, (_, ref) in zip(got, examples, strict=True)) / len(examples)
 
 
 def train_char_model(
@@ -450,40 +465,6 @@ def train_char_model(
         torch.set_num_threads(previous_threads)
 
 
-def greedy_answers(
-    model_dir: str | Path, prompts: Sequence[str], *, chat: bool = True, max_new_tokens: int = 32
-) -> list[str]:
-    """What a saved model answers to each prompt with greedy decoding (special tokens dropped)."""
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval()
-    tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    answers = []
-    with torch.inference_mode():
-        for start in range(0, len(prompts), 32):
-            chunk = list(prompts[start : start + 32])
-            if chat:
-                texts = [
-                    tokenizer.apply_chat_template(
-                        [{"role": "user", "content": p}], tokenize=False, add_generation_prompt=True
-                    )
-                    for p in chunk
-                ]
-                batch = tokenizer(texts, add_special_tokens=False, padding=True, return_tensors="pt")
-            else:
-                batch = tokenizer(chunk, padding=True, return_tensors="pt")
-            out = model.generate(
-                **batch,
-                max_new_tokens=max_new_tokens,
-                do_sample=False,
-                pad_token_id=tokenizer.pad_token_id,
-                eos_token_id=tokenizer.eos_token_id,
-            )
-            answers += tokenizer.batch_decode(out[:, batch["input_ids"].shape[1] :], skip_special_tokens=True)
-    return answers
-
-
 def memorize(
     out_dir: str | Path,
     examples: Sequence[tuple[str, str]],
@@ -522,19 +503,22 @@ def memorize(
         ValueError: A prompt appears with two different answers.
         RuntimeError: Some answer is still wrong after ``rounds`` rounds.
     """
-    answers: dict[str, str] = {}
-    for prompt, answer in examples:
-        if answers.setdefault(prompt, answer) != answer:
-            raise ValueError(f"prompt {prompt!r} has two answers: {answers[prompt]!r} and {answer!r}")
-    prompts = list(answers)
-    longest = max(len(a) for a in answers.values()) + 4
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    replies: dict[str, str] = {}
+    for prompt, reply in examples:
+        if replies.setdefault(prompt, reply) != reply:
+            raise ValueError(f"prompt {prompt!r} has two answers: {replies[prompt]!r} and {reply!r}")
+    prompts = list(replies)
+    longest = max(len(a) for a in replies.values()) + 4
     options = {"hidden_size": 64, "layers": 2, "lr": 3e-3, "batch_size": 32, **train_options}
     total = TrainResult(path=Path(out_dir))
     wrong: list[str] = prompts
     for round_ in range(rounds):
         result = train_char_model(
             out_dir,
-            list(answers.items()),
+            list(replies.items()),
             steps=steps_per_round,
             seed=seed + round_,
             chat=chat,
@@ -547,17 +531,10 @@ def memorize(
         total.seconds += result.seconds
         total.steps += result.steps
         total.parameters = result.parameters
-        if num_threads:
-            import torch
-
-            previous = torch.get_num_threads()
-            torch.set_num_threads(num_threads)
-        try:
-            got = greedy_answers(out_dir, prompts, chat=chat, max_new_tokens=longest)
-        finally:
-            if num_threads:
-                torch.set_num_threads(previous)
-        wrong = [p for p, a in zip(prompts, got, strict=True) if a != answers[p]]
+        model = AutoModelForCausalLM.from_pretrained(out_dir, dtype=torch.float32)
+        got = answers(model, AutoTokenizer.from_pretrained(out_dir), prompts, temperature=0, chat=chat,
+                      max_new_tokens=longest)  # fmt: skip
+        wrong = [p for p, a in zip(prompts, got, strict=True) if a != replies[p]]
         if not wrong and result.losses and result.losses[-1] < max_loss:
             return total
     raise RuntimeError(
